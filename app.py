@@ -1,0 +1,160 @@
+"""Application factory. Importing this module has no side effects; `create_app()` wires everything."""
+import logging
+import re
+import uuid
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from config import load_config
+from extensions import csrf, db, login_manager, migrate
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; "
+       "form-action 'self'; base-uri 'none'; object-src 'none'")
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on every log record (\"-\" outside requests)."""
+
+    def filter(self, record):
+        from flask import has_request_context
+
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+def create_app(config=None):
+    app = Flask(__name__)
+    app.config.update(load_config(config))
+
+    _configure_logging(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory="migrations")
+    csrf.init_app(app)
+    _configure_login(app)
+
+    from blueprints import register_blueprints
+    from cli import register_cli
+
+    register_blueprints(app)
+    register_cli(app)
+    _register_request_hooks(app)
+    _register_error_handlers(app)
+    return app
+
+
+def _configure_logging(app):
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+    root = logging.getLogger("mc")
+    if not any(isinstance(h, logging.StreamHandler) for h in root.handlers):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _configure_login(app):
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "strong"
+
+    from models import User
+
+    @login_manager.user_loader
+    def load_user(user_id):
+        # The id carries the session epoch: a password change bumps it and ends other sessions.
+        uid, _, epoch = str(user_id).partition(":")
+        if not uid.isdigit():
+            return None
+        user = db.session.get(User, int(uid))
+        if user is None or str(user.session_epoch) != epoch:
+            return None
+        return user
+
+
+def _register_request_hooks(app):
+    from blueprints.access import can, enforce_access
+    from flask import session
+
+    @app.before_request
+    def assign_request_id():
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+
+    @app.before_request
+    def idle_timeout():
+        # A permanent session whose lifetime is refreshed on every request = idle timeout.
+        session.permanent = True
+
+    app.before_request(enforce_access)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        if request.is_secure:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if current_user and getattr(current_user, "is_authenticated", False):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.context_processor
+    def template_helpers():
+        from models import utcnow
+
+        return {"can": can, "now": utcnow, "current_workspace": g.get("workspace"),
+                "current_membership": g.get("membership")}
+
+
+def _wants_json():
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json"
+    )
+
+
+def _register_error_handlers(app):
+    from flask_wtf.csrf import CSRFError
+
+    messages = {
+        400: "The request could not be understood.",
+        403: "You do not have permission to do this.",
+        404: "There is nothing here — the page or object does not exist, or you cannot see it.",
+        405: "This action is not available here.",
+        413: "The upload or form is larger than allowed here.",
+        429: "Too many requests. Wait a moment and try again.",
+        500: "Something went wrong on our side. The error was logged with the request id below.",
+    }
+    codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+             413: "too_large", 429: "throttled", 500: "internal_error"}
+
+    def render_error(status, message=None, code=None):
+        message = message or messages.get(status, "Error")
+        code = code or codes.get(status, "error")
+        if _wants_json():
+            return jsonify({"error": {"code": code, "message": message}}), status
+        return render_template("errors/error.html", status=status, message=message), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_error(400, "The form expired or was not sent from this site. Reload the page and try again.",
+                            "csrf_failed")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return render_error(exc.code or 500, None if exc.code in messages else exc.description)
+
+    @app.errorhandler(Exception)
+    def unhandled(exc):
+        app.logger.exception("unhandled error")
+        db.session.rollback()
+        return render_error(500)

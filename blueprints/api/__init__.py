@@ -1,0 +1,53 @@
+"""The JSON API under /api/v1/: personal access tokens, JSON errors with a code, an OpenAPI spec.
+
+`@api_route(action)` authenticates `Authorization: Bearer <token>`, acts with the token owner's
+role in the token's workspace and checks `action` in the permission table.
+"""
+import functools
+
+from flask import Blueprint, g, jsonify, request
+
+from blueprints.access import _mark
+from extensions import csrf
+from services import permissions, tokens
+from services.errors import DomainError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)  # token-authenticated, never cookie-authenticated
+
+
+def api_error(status, code, message):
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def api_route(action):
+    if action is not None and action not in permissions.PERMISSIONS:
+        raise KeyError(f"unknown permission {action!r}")
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+            row = tokens.authenticate_bearer(presented.strip()) if scheme.lower() == "bearer" else None
+            if row is None:
+                return api_error(401, "unauthorized", "Send a valid personal access token: "
+                                                      "Authorization: Bearer <token>.")
+            g.api_user, g.api_token, g.workspace = row.user, row, row.workspace
+            g.membership = row.user.membership_in(row.workspace_id)
+            superadmin = row.user.is_superadmin
+            if g.membership is None and not superadmin:
+                return api_error(403, "forbidden", "The token's owner is no longer a member of its workspace.")
+            if action and not permissions.allowed(action, g.membership, superadmin=superadmin):
+                return api_error(403, "forbidden", f"Your role may not use this endpoint ({action}).")
+            try:
+                return view(*args, **kwargs)
+            except DomainError as exc:
+                return api_error(exc.status, exc.code, exc.message)
+
+        wrapper._permission = action
+        return _mark(wrapper, f"api:{action}")
+
+    return decorate
+
+
+from blueprints.api import core  # noqa: E402,F401  (registers routes)

@@ -1,0 +1,68 @@
+"""Sign-in, sign-out and the account page (password change, own workspaces, join requests)."""
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+import audit
+from blueprints import flash_error
+from blueprints.access import login_only, public
+from forms.auth import ChangePasswordForm, ConfirmForm, LoginForm
+from services import accounts, join_requests, workspaces
+from services.errors import DomainError
+
+bp = Blueprint("auth", __name__)
+
+
+def safe_next(target):
+    """Only local paths: no scheme, no host, no protocol-relative or backslash tricks."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")) or url_for("home.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.authenticate(form.email.data, form.password.data)
+        except DomainError as exc:
+            flash_error(exc)
+            return render_template("auth/login.html", form=form), 401
+        session.clear()  # new session on sign-in (no fixation)
+        login_user(user)
+        return redirect(safe_next(request.args.get("next")) or url_for("home.index"))
+    return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+@bp.post("/logout")
+@login_only
+def logout():
+    audit.record("auth.logout")
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_only
+def account():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(current_user, form.current_password.data, form.new_password.data)
+        except DomainError as exc:
+            flash_error(exc)
+        else:
+            login_user(current_user)  # re-issue our session with the new epoch; other sessions end
+            flash("Password changed. Your other sessions were signed out.", "success")
+            return redirect(url_for("auth.account"))
+    return render_template("auth/account.html", form=form, logout_form=ConfirmForm(),
+                           spaces=workspaces.workspaces_for(current_user),
+                           requests=join_requests.requests_of_user(current_user))

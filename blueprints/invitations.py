@@ -1,0 +1,37 @@
+"""Accepting an invitation from its link (public: the invitee may not have an account yet)."""
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user, login_user
+
+from blueprints import flash_error
+from blueprints.access import public
+from forms.auth import AcceptInvitationForm, ConfirmForm
+from services import accounts, invitations
+from services.errors import DomainError
+
+bp = Blueprint("invitations", __name__)
+
+
+@bp.route("/invite/<token>", methods=["GET", "POST"])
+@public
+def accept(token):
+    try:
+        invitation = invitations.find_by_token(token)
+    except DomainError as exc:
+        return render_template("invitations/invalid.html", message=exc.message), exc.status
+    existing = accounts.find_user(invitation.email)
+    form = ConfirmForm() if existing else AcceptInvitationForm()
+    if form.validate_on_submit():
+        try:
+            user, workspace = invitations.accept(
+                token, current_user=current_user if current_user.is_authenticated else None,
+                password=getattr(form, "password", None) and form.password.data,
+                name=getattr(form, "name", None) and form.name.data or "")
+        except DomainError as exc:
+            flash_error(exc)
+        else:
+            if not current_user.is_authenticated:
+                login_user(user)
+            flash(f"Welcome to {workspace.name}.", "success")
+            return redirect(url_for("workspace.overview", slug=workspace.slug))
+    return render_template("invitations/accept.html", invitation=invitation, existing=existing, form=form,
+                           token=token)

@@ -1,0 +1,111 @@
+"""Operator commands: `flask users …`, `flask workspaces …`, `flask tokens …`, `flask demo seed`."""
+import os
+import secrets as pysecrets
+
+import click
+from flask.cli import AppGroup
+
+from extensions import db
+from models import Workspace
+from services import accounts, members, tokens, workspaces
+from services.errors import DomainError
+
+users_cli = AppGroup("users", help="Manage accounts.")
+workspaces_cli = AppGroup("workspaces", help="Manage workspaces.")
+tokens_cli = AppGroup("tokens", help="Manage API tokens.")
+demo_cli = AppGroup("demo", help="Demo data for a first start.")
+
+
+def _fail(exc):
+    raise click.ClickException(exc.message)
+
+
+@users_cli.command("create-superadmin")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+def create_superadmin(email, password):
+    """Create a super admin (member of the Master workspace)."""
+    try:
+        user = accounts.create_user(email, password, is_superadmin=True)
+        members.add_member(workspaces.get_by_slug("master"), user, "admin")
+        db.session.commit()
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"Super admin {user.email} created.")
+
+
+@users_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--workspace", "slug", required=True)
+@click.option("--role", type=click.Choice(["author", "moderator", "admin"]), default="author", show_default=True)
+def create_user(email, password, slug, role):
+    """Create an account and add it to a workspace."""
+    try:
+        workspace = workspaces.get_by_slug(slug)
+        user = accounts.find_user(email) or accounts.create_user(email, password)
+        membership = members.add_member(workspace, user, role)
+        db.session.commit()
+        members.record_added(membership, "cli")
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"{user.email} is {membership.role} in {workspace.slug}.")
+
+
+@workspaces_cli.command("create")
+@click.option("--slug", required=True)
+@click.option("--name", required=True)
+@click.option("--timezone", default="UTC", show_default=True)
+@click.option("--sending-window", default="00:00-24:00", show_default=True,
+              help="HH:MM-HH:MM in the workspace time zone; 00:00-24:00 = no quiet hours.")
+def create_workspace(slug, name, timezone, sending_window):
+    """Create a workspace."""
+    try:
+        workspace = workspaces.create_workspace(slug, name, timezone, sending_window)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"Workspace {workspace.slug} created.")
+
+
+@tokens_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--workspace", "slug", required=True)
+@click.option("--name", default="cli", show_default=True)
+def create_token(email, slug, name):
+    """Create a personal access token and print it (shown once)."""
+    user = accounts.find_user(email)
+    if user is None:
+        raise click.ClickException(f"No account {email}.")
+    try:
+        _, token = tokens.create_token(user, workspaces.get_by_slug(slug), name)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(token)
+
+
+@demo_cli.command("seed")
+def seed():
+    """First start: create a super admin and a demo workspace once, and print the credentials."""
+    data_dir = os.path.abspath(os.environ.get("MC_DATA_DIR") or "instance")
+    creds_path = os.path.join(data_dir, "first-start-credentials.txt")
+    if db.session.execute(db.select(Workspace.id).filter_by(slug="demo")).first():
+        click.echo(f"Demo already seeded; the first-start credentials are in {creds_path}.")
+        return
+    password = "-".join(pysecrets.token_urlsafe(6) for _ in range(3))
+    email = "admin@example.com"
+    user = accounts.find_user(email) or accounts.create_user(email, password, is_superadmin=True)
+    members.add_member(workspaces.get_by_slug("master"), user, "admin")
+    demo = workspaces.create_workspace("demo", "Demo workspace", "UTC", "08:00-21:00")
+    members.add_member(demo, user, "admin")
+    db.session.commit()
+    text = (f"Super admin: {email}\nPassword:    {password}\nDemo workspace: /w/demo/\n")
+    os.makedirs(data_dir, exist_ok=True)
+    fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    click.echo("First start — sign in with:\n" + text + f"(also saved to {creds_path})")
+
+
+def register_cli(app):
+    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,110 @@
+"""Every setting of Message Center, read from the environment.
+
+A `.env` file in the working directory is read when present (real environment variables
+win). Defaults give the embedded mode: SQLite, embedded Redis and the embedded audit store
+under `MC_DATA_DIR`, so `./run.sh` works on a machine with nothing but python3.
+"""
+import os
+from datetime import timedelta
+
+from dotenv import load_dotenv
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run (e.g. production mode without SECRET_KEY)."""
+
+
+def _bool(value, default=False):
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env, name, default):
+    raw = env.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def load_config(overrides=None, env=None):
+    """Build the Flask config mapping from the environment plus explicit overrides."""
+    if env is None:
+        load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+        env = os.environ
+    overrides = dict(overrides or {})
+
+    data_dir = os.path.abspath(overrides.get("MC_DATA_DIR") or env.get("MC_DATA_DIR") or "instance")
+    production = _bool(env.get("MC_PRODUCTION"), False) or env.get("FLASK_ENV") == "production"
+
+    cfg = {
+        "MC_DATA_DIR": data_dir,
+        "MC_PRODUCTION": production,
+        "SECRET_KEY": env.get("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{os.path.join(data_dir, 'mc.db')}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": env.get("REDIS_URL") or f"unix://{os.path.join(data_dir, 'redis.sock')}",
+        "MONGO_URI": env.get("MONGO_URI") or None,
+        "AUDIT_EMBEDDED_DIR": os.path.join(data_dir, "audit"),
+        "AUDIT_FALLBACK_PATH": env.get("AUDIT_FALLBACK_PATH") or os.path.join(data_dir, "audit-fallback.jsonl"),
+        "AUDIT_FALLBACK_MAX_BYTES": _int(env, "AUDIT_FALLBACK_MAX_BYTES", 200 * 1024 * 1024),
+        "AUDIT_RETENTION_DAYS": _int(env, "AUDIT_RETENTION_DAYS", 90),
+        "CORE_URL": env.get("CORE_URL") or "https://127.0.0.1:8443",
+        "CORE_CLIENT_CERT": env.get("CORE_CLIENT_CERT") or os.path.join(data_dir, "certs", "client.pem"),
+        "CORE_CLIENT_KEY": env.get("CORE_CLIENT_KEY") or os.path.join(data_dir, "certs", "client.key"),
+        "CORE_CA": env.get("CORE_CA") or os.path.join(data_dir, "certs", "ca.pem"),
+        "MAIL_SERVER": env.get("MAIL_SERVER") or None,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 25),
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_FROM": env.get("MAIL_FROM") or "message-center@localhost",
+        "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
+        "GRAFANA_URL": env.get("GRAFANA_URL") or None,
+        "PUBLIC_URL": (env.get("PUBLIC_URL") or "").rstrip("/") or None,
+        "LOCKOUT_THRESHOLD": _int(env, "LOCKOUT_THRESHOLD", 3),
+        "LOCKOUT_SECONDS": _int(env, "LOCKOUT_SECONDS", 60),
+        "INVITATION_DAYS": _int(env, "INVITATION_DAYS", 7),
+        "IDLE_TIMEOUT_MINUTES": _int(env, "IDLE_TIMEOUT_MINUTES", 30),
+        "PASSWORD_MIN_LENGTH": _int(env, "PASSWORD_MIN_LENGTH", 15),
+        # Flask / extensions
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), production),
+        "SESSION_COOKIE_NAME": "mc_session",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "SESSION_REFRESH_EACH_REQUEST": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_HEADERS": ["X-CSRFToken", "X-CSRF-Token"],
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_FORM_BYTES", 1024 * 1024),
+        "MAX_FORM_MEMORY_SIZE": 500 * 1024,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "TESTING": False,
+    }
+    cfg.update(overrides)
+    cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
+
+    if not cfg["SECRET_KEY"]:
+        if cfg["MC_PRODUCTION"]:
+            raise ConfigError("SECRET_KEY must be set in production mode (MC_PRODUCTION=1).")
+        cfg["SECRET_KEY"] = _dev_secret(data_dir)
+    return cfg
+
+
+def _dev_secret(data_dir):
+    """A per-installation random key kept under MC_DATA_DIR, so dev restarts keep sessions."""
+    path = os.path.join(data_dir, "secret_key")
+    try:
+        with open(path, encoding="ascii") as fh:
+            key = fh.read().strip()
+            if key:
+                return key
+    except FileNotFoundError:
+        pass
+    os.makedirs(data_dir, exist_ok=True)
+    key = os.urandom(32).hex()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of this installation won the race
+        return _dev_secret(data_dir)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

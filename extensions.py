@@ -1,0 +1,32 @@
+"""Extension instances, created unbound so that importing a module never connects to anything."""
+from flask import current_app
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import MetaData
+
+# Stable constraint names so Alembic migrations are reviewable and reversible on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+migrate = Migrate(compare_type=True, render_as_batch=True)
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+def redis_connection():
+    """The app's Redis client (one per app, created on first use)."""
+    conn = current_app.extensions.get("mc_redis")
+    if conn is None:
+        from redis import Redis
+
+        conn = Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=10)
+        current_app.extensions["mc_redis"] = conn
+    return conn

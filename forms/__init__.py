@@ -1,0 +1,1 @@
+"""WTForms classes, one module per area. Forms validate shape; services enforce the rules."""

@@ -1,0 +1,61 @@
+"""Workspace, member, invitation, join-request and token forms."""
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+ROLE_CHOICES = [("author", "Author"), ("moderator", "Moderator"), ("admin", "Admin")]
+
+
+class WorkspaceForm(FlaskForm):
+    slug = StringField("Slug", validators=[DataRequired(), Length(max=40)],
+                       description="Lowercase letters, digits and dashes; used in addresses (/w/<slug>/).")
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    timezone = StringField("Time zone", default="UTC", validators=[DataRequired(), Length(max=64)],
+                           description="IANA name, e.g. Europe/Berlin.")
+    sending_window = StringField("Sending window", default="00:00-24:00", validators=[DataRequired(), Length(max=11)],
+                                 description="Daily window for sending, HH:MM-HH:MM in the workspace time zone; "
+                                             "00:00-24:00 means no quiet hours.")
+    submit = SubmitField("Create workspace")
+
+
+class WorkspaceSettingsForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    timezone = StringField("Time zone", validators=[DataRequired(), Length(max=64)])
+    sending_window = StringField("Sending window", validators=[DataRequired(), Length(max=11)])
+    four_eyes = BooleanField("Four-eyes: nobody approves their own campaign or sender revision")
+    submit = SubmitField("Save settings")
+
+
+class MemberForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    is_moderator = BooleanField("May moderate (authors only)")
+    can_view_numbers = BooleanField("May see full phone numbers")
+    submit = SubmitField("Save")
+
+
+class InviteForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    submit = SubmitField("Send invitation")
+
+
+class JoinForm(FlaskForm):
+    slug = StringField("Workspace slug", validators=[DataRequired(), Length(max=40)])
+    message = TextAreaField("Message to the admins", validators=[Optional(), Length(max=500)])
+    submit = SubmitField("Ask to join")
+
+
+class ApproveJoinForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    submit = SubmitField("Approve")
+
+
+class RejectForm(FlaskForm):
+    note = TextAreaField("Note", validators=[DataRequired(message="Write a note saying why."), Length(max=500)])
+    submit = SubmitField("Reject")
+
+
+class TokenForm(FlaskForm):
+    name = StringField("Token name", validators=[DataRequired(), Length(max=80)],
+                       description="Where the token is used, e.g. “billing OTP service”.")
+    submit = SubmitField("Create token")

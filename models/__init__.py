@@ -1,0 +1,7 @@
+"""SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
+from models.base import utcnow  # noqa: F401
+from models.users import User  # noqa: F401
+from models.workspaces import Membership, Workspace, ROLES  # noqa: F401
+from models.invitations import Invitation, JoinRequest  # noqa: F401
+from models.tokens import ApiToken  # noqa: F401
+from models.outbox import OutboxMail  # noqa: F401

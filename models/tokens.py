@@ -1,0 +1,20 @@
+"""Personal access tokens for the JSON API: one user, one workspace, stored hashed."""
+from extensions import db
+from models.base import UTCDateTime, utcnow
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+
+    id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    workspace_id = db.Column(db.Integer, db.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True)
+    name = db.Column(db.String(80), nullable=False)
+    prefix = db.Column(db.String(16), nullable=False)  # shown in lists so users can tell tokens apart
+    token_hash = db.Column(db.String(64), nullable=False, unique=True)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    last_used_at = db.Column(UTCDateTime)
+    revoked_at = db.Column(UTCDateTime)
+
+    user = db.relationship("User")
+    workspace = db.relationship("Workspace")

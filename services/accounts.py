@@ -1,0 +1,100 @@
+"""Accounts: sign-in with database-backed lockout, user creation and password changes."""
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import update
+
+import audit
+from extensions import db
+from models import User, utcnow
+from services import passwords
+from services.errors import DomainError
+
+SIGN_IN_REFUSED = "Invalid e-mail or password, or the account is temporarily locked. Try again in a minute."
+
+
+def normalise_email(email):
+    return (email or "").strip().lower()
+
+
+def find_user(email):
+    return db.session.execute(db.select(User).filter_by(email=normalise_email(email))).scalar_one_or_none()
+
+
+def authenticate(email, password):
+    """Return the user on success, else raise DomainError with one message for every failure.
+
+    Unknown user, wrong password and locked account are indistinguishable to the caller. The
+    failure counter is incremented with an atomic UPDATE, so concurrent attempts on several
+    web processes cannot lose a count.
+    """
+    email = normalise_email(email)
+    user = find_user(email)
+    now = utcnow()
+    password_ok = passwords.verify_password(user.password_hash if user else None, password)
+
+    if user is None:
+        audit.record("auth.login_failed", actor_email=email, note="unknown account")
+        raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
+    if user.locked_until and user.locked_until > now:
+        audit.record("auth.login_failed", actor_id=user.id, actor_email=user.email, note="account locked")
+        raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
+    if not password_ok or not user.is_active:
+        _count_failure(user, now)
+        raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
+
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    db.session.commit()
+    audit.record("auth.login", actor_id=user.id, actor_email=user.email)
+    return user
+
+
+def _count_failure(user, now):
+    threshold = current_app.config["LOCKOUT_THRESHOLD"]
+    db.session.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1))
+    db.session.commit()
+    db.session.refresh(user)
+    note = "wrong password" if user.is_active else "inactive account"
+    if user.failed_logins >= threshold:
+        until = now + timedelta(seconds=current_app.config["LOCKOUT_SECONDS"])
+        db.session.execute(update(User).where(User.id == user.id).values(locked_until=until, failed_logins=0))
+        db.session.commit()
+        audit.record("auth.locked", actor_id=user.id, actor_email=user.email,
+                     object_type="user", object_id=user.id, after={"locked_until": until})
+        note += f"; account locked for {current_app.config['LOCKOUT_SECONDS']} s"
+    audit.record("auth.login_failed", actor_id=user.id, actor_email=user.email, note=note)
+
+
+def check_password_policy(password, email=None):
+    errors = passwords.policy_errors(password, email=email, min_length=current_app.config["PASSWORD_MIN_LENGTH"])
+    if errors:
+        raise DomainError(" ".join(errors), code="weak_password")
+
+
+def create_user(email, password, *, name="", is_superadmin=False, enforce_policy=True):
+    email = normalise_email(email)
+    if not email or "@" not in email:
+        raise DomainError("Enter a valid e-mail address.", code="invalid_email")
+    if find_user(email) is not None:
+        raise DomainError(f"An account for {email} already exists.", code="exists", status=409)
+    if enforce_policy:
+        check_password_policy(password, email)
+    user = User(email=email, name=name or email.split("@")[0], password_hash=passwords.hash_password(password),
+                is_superadmin=is_superadmin)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def change_password(user, current_password, new_password):
+    if not passwords.verify_password(user.password_hash, current_password):
+        raise DomainError("Your current password is not correct.", code="wrong_password")
+    check_password_policy(new_password, user.email)
+    user.password_hash = passwords.hash_password(new_password)
+    user.session_epoch = (user.session_epoch or 0) + 1  # ends the user's other sessions
+    db.session.commit()
+    audit.record("auth.password_changed", object_type="user", object_id=user.id)

@@ -1,0 +1,31 @@
+"""Typed domain errors, caught where a decision is made (a view turns them into a flash or JSON error)."""
+
+
+class DomainError(Exception):
+    """A refused action with a message a user can act on."""
+
+    code = "invalid"
+    status = 400
+
+    def __init__(self, message, code=None, status=None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status = 409

@@ -1,0 +1,114 @@
+"""Invitations: an admin invites an e-mail address with a role; the single-use link token is stored hashed.
+
+States: pending → accepted | revoked; a pending invitation past `expires_at` reads as expired.
+Accepting is a conditional UPDATE on `state = 'pending'`, so a link can be used exactly once.
+"""
+from datetime import timedelta
+
+from flask import current_app, url_for
+from sqlalchemy import update
+
+import audit
+from extensions import db
+from models import ROLES, Invitation, utcnow
+from services import accounts, members, secrets
+from services.errors import Conflict, DomainError, NotFound
+from services.mail import send_mail
+
+
+def list_invitations(workspace):
+    return list(db.session.execute(db.select(Invitation).where(Invitation.workspace_id == workspace.id)
+                                   .order_by(Invitation.created_at.desc())).scalars())
+
+
+def invite(workspace, email, role, invited_by):
+    email = accounts.normalise_email(email)
+    if not email or "@" not in email:
+        raise DomainError("Enter a valid e-mail address.", code="invalid_email")
+    if role not in ROLES:
+        raise DomainError("Choose author, moderator or admin.", code="invalid_role")
+    existing = accounts.find_user(email)
+    if existing is not None and existing.membership_in(workspace.id):
+        raise DomainError(f"{email} is already a member of this workspace.", code="exists", status=409)
+    now = utcnow()
+    pending = db.session.execute(db.select(Invitation).where(
+        Invitation.workspace_id == workspace.id, Invitation.email == email, Invitation.state == "pending",
+        Invitation.expires_at > now)).scalar_one_or_none()
+    if pending is not None:
+        raise DomainError(f"{email} already has a pending invitation; revoke it to send a new one.",
+                          code="exists", status=409)
+    token = secrets.new_token("inv")
+    invitation = Invitation(workspace_id=workspace.id, email=email, role=role, token_hash=secrets.digest(token),
+                            invited_by_id=invited_by.id, created_at=now,
+                            expires_at=now + timedelta(days=current_app.config["INVITATION_DAYS"]))
+    db.session.add(invitation)
+    db.session.commit()
+    audit.record("invitations.created", workspace_id=workspace.id, object_type="invitation",
+                 object_id=invitation.id, after={"email": email, "role": role})
+    send_mail(email, f"You are invited to {workspace.name} on Message Center",
+              _invitation_body(workspace, role, invited_by, accept_url(token), invitation.expires_at),
+              workspace_id=workspace.id)
+    return invitation, token
+
+
+def accept_url(token):
+    base = current_app.config["PUBLIC_URL"]
+    path = url_for("invitations.accept", token=token)
+    return f"{base}{path}" if base else url_for("invitations.accept", token=token, _external=True)
+
+
+def _invitation_body(workspace, role, invited_by, link, expires_at):
+    return (f"Hello,\n\n{invited_by.email} invited you to the workspace \"{workspace.name}\" on Message Center "
+            f"as {role}.\n\nOpen this link to accept (it works once, until {expires_at:%Y-%m-%d %H:%M} UTC):\n\n"
+            f"{link}\n\nIf you did not expect this invitation, ignore this mail.\n")
+
+
+def revoke(workspace, invitation_id):
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None or invitation.workspace_id != workspace.id:
+        raise NotFound("This invitation does not exist in this workspace.")
+    done = db.session.execute(update(Invitation).where(Invitation.id == invitation.id, Invitation.state == "pending")
+                              .values(state="revoked", decided_at=utcnow())).rowcount
+    db.session.commit()
+    if not done:
+        raise Conflict(f"This invitation is already {invitation.state}; only pending invitations can be revoked.")
+    audit.record("invitations.revoked", workspace_id=workspace.id, object_type="invitation",
+                 object_id=invitation.id, before={"state": "pending"}, after={"state": "revoked"})
+
+
+def find_by_token(token):
+    """The invitation for a link token, or NotFound with a message that says what to do."""
+    invitation = db.session.execute(
+        db.select(Invitation).filter_by(token_hash=secrets.digest(token or ""))).scalar_one_or_none()
+    if invitation is None:
+        raise NotFound("This invitation link is not valid. Ask the workspace admin for a new invitation.")
+    state = invitation.effective_state(utcnow())
+    if state != "pending":
+        raise Conflict(f"This invitation is {state} and can no longer be used. "
+                       "Ask the workspace admin for a new invitation.")
+    return invitation
+
+
+def accept(token, *, current_user=None, password=None, name=""):
+    """Accept: add the membership to the signed-in account with the invited address, or create the account."""
+    invitation = find_by_token(token)
+    user = accounts.find_user(invitation.email)
+    if user is not None:
+        if current_user is None or current_user.id != user.id:
+            raise DomainError(f"Sign in as {invitation.email} to accept this invitation.", code="sign_in_required",
+                              status=403)
+    else:
+        user = accounts.create_user(invitation.email, password or "", name=name)
+    claimed = db.session.execute(update(Invitation).where(Invitation.id == invitation.id,
+                                                          Invitation.state == "pending")
+                                 .values(state="accepted", decided_at=utcnow())).rowcount
+    if not claimed:
+        db.session.rollback()
+        raise Conflict("This invitation has just been used or revoked.")
+    membership = members.add_member(invitation.workspace, user, invitation.role)
+    db.session.commit()
+    audit.record("invitations.accepted", workspace_id=invitation.workspace_id, object_type="invitation",
+                 object_id=invitation.id, actor_id=user.id, actor_email=user.email,
+                 before={"state": "pending"}, after={"state": "accepted"})
+    members.record_added(membership, f"invitation {invitation.id}")
+    return user, invitation.workspace

@@ -1,0 +1,114 @@
+"""Test fixtures: a real database (SQLite file, or PostgreSQL from DATABASE_URL) built by the
+migrations, a real Redis (REDIS_URL, started by ./test.sh), the embedded audit store, and a
+test client that sends the CSRF token like a browser does."""
+import os
+import re
+import tempfile
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import inspect, text
+
+from app import create_app
+from extensions import db
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+PASSWORD = "correct horse battery staple"
+
+
+class BrowserLikeClient(FlaskClient):
+    """Adds the page's CSRF token to form POSTs unless the test passes csrf=False."""
+
+    csrf_token = None
+
+    def refresh_csrf(self):
+        page = self.get("/login").get_data(as_text=True)
+        match = CSRF_RE.search(page)
+        self.csrf_token = match.group(1) if match else None
+        return self.csrf_token
+
+    def open(self, *args, **kwargs):
+        send_csrf = kwargs.pop("csrf", True)
+        method = kwargs.get("method", "GET")
+        if send_csrf and method == "POST" and "json" not in kwargs and not kwargs.get("headers", {}).get("Authorization"):
+            data = kwargs.setdefault("data", {})
+            if isinstance(data, dict) and "csrf_token" not in data:
+                data["csrf_token"] = self.csrf_token or self.refresh_csrf()
+        return super().open(*args, **kwargs)
+
+    def login(self, email, password=PASSWORD):
+        response = self.post("/login", data={"email": email, "password": password})
+        self.refresh_csrf()  # signing in starts a new session with a new token
+        return response
+
+
+@pytest.fixture(scope="session")
+def _data_dir():
+    with tempfile.TemporaryDirectory(prefix="mc-tests-") as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def app(_data_dir):
+    config = {"TESTING": True, "MC_DATA_DIR": _data_dir, "SECRET_KEY": "test-secret",
+              "AUDIT_EMBEDDED_DIR": os.path.join(_data_dir, "audit"), "SERVER_NAME": "mc.test"}
+    if not os.environ.get("DATABASE_URL"):
+        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{os.path.join(_data_dir, 'test.db')}"
+    application = create_app(config)
+    application.test_client_class = BrowserLikeClient
+    with application.app_context():
+        _rebuild_schema()
+    return application
+
+
+def _rebuild_schema():
+    """Drop whatever a previous run left, then build the schema with the real migrations."""
+    from flask_migrate import upgrade
+
+    meta = db.MetaData()
+    meta.reflect(bind=db.engine)
+    meta.drop_all(bind=db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade()
+
+
+def _clean_tables():
+    tables = [t for t in inspect(db.engine).get_table_names() if t != "alembic_version"]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            others = [t for t in tables if t != "workspaces"]
+            if others:
+                conn.execute(text(f"TRUNCATE {', '.join(others)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                if table != "workspaces":
+                    conn.execute(text(f"DELETE FROM {table}"))
+        conn.execute(text("DELETE FROM workspaces WHERE slug <> 'master'"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(app, tmp_path):
+    """Every test starts with empty tables (Master workspace kept) and an empty audit store."""
+    from audit.store import AuditStore
+
+    app.config["AUDIT_FALLBACK_PATH"] = str(tmp_path / "audit-fallback.jsonl")
+    app.extensions["mc_audit"] = AuditStore(mongo_uri=None, embedded_dir=str(tmp_path / "audit"),
+                                            fallback_path=app.config["AUDIT_FALLBACK_PATH"])
+    with app.app_context():
+        _clean_tables()
+    ctx = app.app_context()
+    ctx.push()
+    yield
+    db.session.remove()
+    ctx.pop()
+    app.extensions["mc_audit"].close()
+
+
+@pytest.fixture
+def audit_events(app):
+    """Read back audit events (newest first) from the store the app writes to."""
+    def read(**filters):
+        events, _ = app.extensions["mc_audit"].find(all_workspaces=True, limit=500, **filters)
+        return events
+    return read
