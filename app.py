@@ -112,8 +112,11 @@ def _register_request_hooks(app):
     def template_helpers():
         from models import utcnow
 
+        from blueprints.nav import workspace_nav
+
+        nav = workspace_nav(app.view_functions, can) if g.get("workspace") is not None else []
         return {"can": can, "now": utcnow, "current_workspace": g.get("workspace"),
-                "current_membership": g.get("membership")}
+                "current_membership": g.get("membership"), "workspace_nav": nav}
 
 
 def _wants_json():

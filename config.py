@@ -39,6 +39,7 @@ def load_config(overrides=None, env=None):
         "MC_DATA_DIR": data_dir,
         "MC_PRODUCTION": production,
         "SECRET_KEY": env.get("SECRET_KEY"),
+        "CTN_HASH_KEY": env.get("CTN_HASH_KEY") or None,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{os.path.join(data_dir, 'mc.db')}",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": env.get("REDIS_URL") or f"unix://{os.path.join(data_dir, 'redis.sock')}",

@@ -5,3 +5,6 @@ from models.workspaces import Membership, Workspace, ROLES  # noqa: F401
 from models.invitations import Invitation, JoinRequest  # noqa: F401
 from models.tokens import ApiToken  # noqa: F401
 from models.outbox import OutboxMail  # noqa: F401
+from models.senders import SenderName, SenderRevision  # noqa: F401
+from models.campaigns import Campaign, JobError, MessageError  # noqa: F401
+from models.recipients import Recipient, StopListEntry, Upload  # noqa: F401

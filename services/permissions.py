@@ -6,12 +6,14 @@ Super admins may do everything in every workspace.
 """
 from services.errors import Forbidden
 
-# Pseudo-role: an author whose membership carries the is_moderator flag.
+# Pseudo-roles granted by membership flags.
 FLAGGED_MODERATOR = "author+is_moderator"
+NUMBER_VIEWER = "can_view_numbers"
 
 ALL_ROLES = frozenset({"author", "moderator", "admin"})
 MODERATORS = frozenset({"moderator", "admin", FLAGGED_MODERATOR})
 ADMINS = frozenset({"admin"})
+CAMPAIGN_AUTHORS = frozenset({"author", "admin"})
 
 PERMISSIONS = {
     "workspace.view": ALL_ROLES,
@@ -23,8 +25,18 @@ PERMISSIONS = {
     "outbox.view": ADMINS,
     "audit.view": ADMINS,
     "tokens.manage_own": ALL_ROLES,
-    # Later areas (sender names, moderation, campaigns) add their actions here.
+    "senders.view": ALL_ROLES,
+    "senders.propose": ALL_ROLES,
+    "senders.archive": ADMINS,
+    "moderation.view": MODERATORS,
     "moderation.decide": MODERATORS,
+    "campaigns.view": ALL_ROLES,          # authors see their own campaigns only
+    "campaigns.view_all": MODERATORS,     # everyone's campaigns in the workspace
+    "campaigns.create": CAMPAIGN_AUTHORS,
+    "campaigns.manage_all": ADMINS,       # act on campaigns of other authors
+    "recipients.upload": CAMPAIGN_AUTHORS,
+    "numbers.view_full": frozenset({NUMBER_VIEWER}),
+    "stoplist.manage": ADMINS,
 }
 
 
@@ -35,6 +47,8 @@ def roles_of(membership):
     roles = {membership.role}
     if membership.role == "author" and membership.is_moderator:
         roles.add(FLAGGED_MODERATOR)
+    if membership.can_view_numbers:
+        roles.add(NUMBER_VIEWER)
     return frozenset(roles)
 
 

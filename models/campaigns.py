@@ -1,0 +1,94 @@
+"""Campaigns: one SMS send with its mode, lifecycle status, moderation state and counters.
+
+Status and moderation change only through services/campaigns.py (the transition table).
+Counters are maintained by the ingest and dispatch jobs so pages never count recipients.
+"""
+from extensions import db
+from models.base import UTCDateTime, utcnow
+
+MODES = ("OnDemand", "OnTime", "Spread", "Trigger")
+STATUSES = ("New", "Building", "Pending", "Sending", "Paused", "Done", "Cancelled", "Failed", "Expired")
+MODERATION = ("awaiting", "approved", "rejected")
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        db.CheckConstraint("mode IN ('OnDemand', 'OnTime', 'Spread', 'Trigger')", name="mode_known"),
+        db.CheckConstraint("status IN ('New', 'Building', 'Pending', 'Sending', 'Paused', 'Done', 'Cancelled', "
+                           "'Failed', 'Expired')", name="status_known"),
+        db.CheckConstraint("moderation IN ('awaiting', 'approved', 'rejected')", name="moderation_known"),
+        db.Index("ix_campaigns_workspace_status", "workspace_id", "status"),
+    )
+
+    id = db.Column(db.Integer, primary_key=True)
+    workspace_id = db.Column(db.Integer, db.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True)
+    author_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    name = db.Column(db.String(120), nullable=False)
+    mode = db.Column(db.String(10), nullable=False)
+    status = db.Column(db.String(10), nullable=False, default="New")
+    moderation = db.Column(db.String(10), nullable=False, default="awaiting")
+    wizard_step = db.Column(db.SmallInteger, nullable=False, default=1)
+    sender_revision_id = db.Column(db.Integer, db.ForeignKey("sender_revisions.id", ondelete="RESTRICT"), index=True)
+    message_text = db.Column(db.Text, nullable=False, default="")
+    # SMPP overrides; None = the sender revision's defaults.
+    saddr = db.Column(db.String(15))
+    ston = db.Column(db.SmallInteger)
+    snpi = db.Column(db.SmallInteger)
+    dton = db.Column(db.SmallInteger)
+    dnpi = db.Column(db.SmallInteger)
+    daily_limit = db.Column(db.Integer)
+    auto_start = db.Column(db.Boolean, nullable=False, default=True)
+    start_at = db.Column(UTCDateTime)
+    spread_first_day = db.Column(db.Date)
+    spread_last_day = db.Column(db.Date)
+    ignore_daily_window = db.Column(db.Boolean, nullable=False, default=False)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    submitted_at = db.Column(UTCDateTime)
+    moderated_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
+    moderated_at = db.Column(UTCDateTime)
+    moderation_note = db.Column(db.String(500))
+    started_at = db.Column(UTCDateTime)
+    finished_at = db.Column(UTCDateTime)
+    archived_at = db.Column(UTCDateTime)
+    # Counters kept by jobs (dashboards and lists read these, never COUNT(*) over recipients).
+    recipients_count = db.Column(db.BigInteger, nullable=False, default=0)
+    queued_count = db.Column(db.BigInteger, nullable=False, default=0)
+    sent_count = db.Column(db.BigInteger, nullable=False, default=0)
+    delivered_count = db.Column(db.BigInteger, nullable=False, default=0)
+    failed_count = db.Column(db.BigInteger, nullable=False, default=0)
+    inflight_count = db.Column(db.BigInteger, nullable=False, default=0)
+
+    author = db.relationship("User", foreign_keys=[author_id])
+    moderated_by = db.relationship("User", foreign_keys=[moderated_by_id])
+    sender_revision = db.relationship("SenderRevision")
+    workspace = db.relationship("Workspace")
+
+
+class JobError(db.Model):
+    """A workflow or parsing failure (a bad file line, a build failure) — the "Job errors" tab."""
+
+    __tablename__ = "job_errors"
+
+    id = db.Column(db.BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    campaign_id = db.Column(db.Integer, db.ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False, index=True)
+    upload_id = db.Column(db.Integer, db.ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    line_no = db.Column(db.BigInteger)
+    reason = db.Column(db.String(200), nullable=False)
+    raw = db.Column(db.String(120))
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class MessageError(db.Model):
+    """A delivery rejection with its SMPP code — the "Message errors" tab."""
+
+    __tablename__ = "message_errors"
+
+    id = db.Column(db.BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    campaign_id = db.Column(db.Integer, db.ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False, index=True)
+    recipient_id = db.Column(db.BigInteger)
+    number_tail = db.Column(db.String(8))
+    smpp_status = db.Column(db.String(20))
+    reason = db.Column(db.String(200), nullable=False)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)

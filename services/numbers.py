@@ -1,0 +1,56 @@
+"""Phone numbers: the one normaliser, the keyed ctn_hash and the masking function.
+
+`normalise_number` strips spaces, dashes, dots, brackets, a leading `+` or `00`, and accepts
+7–15 digits. `ctn_hash` is an HMAC-SHA-256 keyed with the installation secret (CTN_HASH_KEY,
+falling back to SECRET_KEY), so hashes cannot be reversed by enumerating the number space;
+rotating the key changes every hash (stop-list and dedup comparisons use numbers, not hashes).
+"""
+import hashlib
+import hmac
+import re
+
+from flask import current_app
+
+_STRIP = re.compile(r"[\s\-.()\[\]/]")
+MIN_DIGITS, MAX_DIGITS = 7, 15
+
+
+class BadNumber(ValueError):
+    """A line that is not a phone number; the message says why (shown as a job error)."""
+
+
+def normalise_number(raw):
+    text = _STRIP.sub("", (raw or "").strip().strip('"').strip("'"))
+    if text.startswith("+"):
+        text = text[1:]
+    elif text.startswith("00"):
+        text = text[2:]
+    if not text:
+        raise BadNumber("empty number")
+    if not text.isdigit():
+        raise BadNumber("contains characters other than digits")
+    if len(text) < MIN_DIGITS:
+        raise BadNumber(f"too short ({len(text)} digits, at least {MIN_DIGITS})")
+    if len(text) > MAX_DIGITS:
+        raise BadNumber(f"too long ({len(text)} digits, at most {MAX_DIGITS})")
+    return text
+
+
+def hash_key():
+    key = current_app.config.get("CTN_HASH_KEY") or current_app.config["SECRET_KEY"]
+    return key.encode("utf-8")
+
+
+def ctn_hash(number, key=None):
+    return hmac.new(key or hash_key(), number.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def mask_number(number, visible=3):
+    """`491701234567` -> `•••••••••567`: enough to tell numbers apart, not to dial them."""
+    if not number:
+        return ""
+    return "•" * max(len(number) - visible, 0) + number[-visible:]
+
+
+def display_number(number, may_view_full):
+    return number if may_view_full else mask_number(number)
