@@ -1,0 +1,253 @@
+"""Campaign lifecycle: the one transition table, and every status/moderation change through it.
+
+Each event names the statuses it may start from and where it leads. `apply()` performs it with a
+conditional UPDATE (`… WHERE status = :expected AND moderation = :expected`), so two people (or
+a job and a person) racing on one campaign produce one change and one clear error — never a
+double approval or a silent no-op. Nothing reaches `Sending` without `moderation = 'approved'`.
+"""
+from dataclasses import dataclass, field
+
+from sqlalchemy import update
+
+import audit
+from extensions import db
+from models import Campaign, Membership, utcnow
+from services import permissions
+from services.errors import Conflict, DomainError, Forbidden, NotFound
+from services.moderation_rules import ensure_may_decide
+
+TERMINAL = frozenset({"Done", "Cancelled", "Failed", "Expired"})
+ARCHIVABLE = TERMINAL | {"New"}
+ACTIVE = frozenset({"Building", "Pending", "Sending", "Paused"})
+
+
+class IllegalTransition(DomainError):
+    code = "illegal_transition"
+    status = 409
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset
+    target: object = None            # a status, None (status unchanged) or a function(campaign) -> status
+    moderation_from: frozenset = None  # required current moderation, None = any
+    moderation_to: str = None
+    who: str = "owner"               # owner | moderator | system
+    label: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _after_build(campaign):
+    # Ingest finished: a draft goes back to the wizard; a submitted campaign waits for moderation.
+    return "Pending" if campaign.submitted_at else "New"
+
+
+def _after_approval(campaign):
+    # OnDemand and Trigger start at once when auto-start is on; OnTime and Spread wait for their
+    # start (the dispatch tick starts them); without auto-start everything waits for a manual Start.
+    if campaign.auto_start and campaign.mode in ("OnDemand", "Trigger"):
+        return "Sending"
+    return "Pending"
+
+
+def _after_submit(campaign):
+    return "Building" if campaign.mode == "Spread" else "Pending"
+
+
+TRANSITIONS = {
+    "build": Transition(frozenset({"New"}), "Building", who="owner", label="Upload recipients"),
+    "build_finished": Transition(frozenset({"Building"}), _after_build, who="system"),
+    "submit": Transition(frozenset({"New"}), _after_submit, moderation_to="awaiting", label="Submit to moderation"),
+    "approve": Transition(frozenset({"Pending"}), _after_approval, frozenset({"awaiting"}), "approved",
+                          who="moderator", label="Approve"),
+    "reject": Transition(frozenset({"Pending"}), "New", frozenset({"awaiting"}), "rejected",
+                         who="moderator", label="Reject"),
+    "start": Transition(frozenset({"Pending"}), "Sending", frozenset({"approved"}), label="Start"),
+    "pause": Transition(frozenset({"Sending"}), "Paused", frozenset({"approved"}), label="Pause"),
+    "resume": Transition(frozenset({"Paused"}), "Sending", frozenset({"approved"}), label="Resume"),
+    "cancel": Transition(frozenset({"Building", "Pending", "Sending", "Paused"}), "Cancelled", label="Cancel"),
+    "finish": Transition(frozenset({"Sending", "Paused"}), "Done", label="Finish"),
+    "fail": Transition(frozenset({"Building", "Pending", "Sending", "Paused"}), "Failed", who="system"),
+    "expire": Transition(frozenset({"Pending", "Sending", "Paused"}), "Expired", who="system"),
+    "archive": Transition(ARCHIVABLE, None, label="Archive"),
+    "restore": Transition(frozenset(ARCHIVABLE), None, label="Restore"),
+}
+# Events a person triggers from the detail page, in button order.
+USER_ACTIONS = ("submit", "start", "pause", "resume", "cancel", "finish", "archive", "restore")
+
+
+def _state(campaign):
+    return {"status": campaign.status, "moderation": campaign.moderation,
+            "archived": campaign.archived_at is not None}
+
+
+def check(campaign, event):
+    """Raise IllegalTransition unless the table allows `event` from the campaign's current state."""
+    rule = TRANSITIONS.get(event)
+    if rule is None:
+        raise IllegalTransition(f"Unknown action {event!r}.")
+    if event == "restore":
+        if campaign.archived_at is None:
+            raise IllegalTransition("This campaign is not archived.")
+        return rule
+    if campaign.archived_at is not None:
+        raise IllegalTransition("This campaign is archived; restore it first.")
+    if campaign.status not in rule.sources:
+        allowed = ", ".join(sorted(rule.sources))
+        raise IllegalTransition(f"Cannot {event} a campaign that is {campaign.status} "
+                                f"(only from: {allowed}).")
+    if rule.moderation_from is not None and campaign.moderation not in rule.moderation_from:
+        if event in ("approve", "reject"):
+            raise _already_decided(campaign)
+        raise IllegalTransition(f"Cannot {event} a campaign whose moderation is {campaign.moderation}; "
+                                "it needs a moderator's approval first.")
+    if event == "submit" and campaign.mode != "Trigger" and not campaign.recipients_count:
+        raise IllegalTransition("Add recipients before submitting (wizard step 4).")
+    return rule
+
+
+def _already_decided(campaign):
+    who = campaign.moderated_by.email if campaign.moderated_by else "another moderator"
+    when = campaign.moderated_at.strftime("%Y-%m-%d %H:%M:%S UTC") if campaign.moderated_at else "just now"
+    return Conflict(f"Campaign #{campaign.id} was already {campaign.moderation} by {who} at {when}.",
+                    code="already_decided")
+
+
+def apply(campaign, event, *, actor=None, note=None, values=None):
+    """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict."""
+    rule = check(campaign, event)
+    before = _state(campaign)
+    now = utcnow()
+    changes = dict(values or {})
+    if event == "archive":
+        changes["archived_at"] = now
+    elif event == "restore":
+        changes["archived_at"] = None
+    else:
+        target = rule.target(campaign) if callable(rule.target) else rule.target
+        if target is not None:
+            changes["status"] = target
+            if target == "Sending" and campaign.started_at is None:
+                changes["started_at"] = now
+            if target in TERMINAL:
+                changes["finished_at"] = now
+    if rule.moderation_to is not None:
+        changes["moderation"] = rule.moderation_to
+    if event == "submit":
+        changes["submitted_at"] = now
+        changes.update(moderated_by_id=None, moderated_at=None)
+    if event in ("approve", "reject"):
+        changes.update(moderated_by_id=actor.id, moderated_at=now, moderation_note=note)
+    if event == "reject":
+        changes["submitted_at"] = None
+    changes["updated_at"] = now
+
+    # The guard is the state we checked; anyone who changed it first wins and we report it.
+    guard = [Campaign.id == campaign.id, Campaign.status == campaign.status,
+             Campaign.moderation == campaign.moderation]
+    guard.append(Campaign.archived_at.is_(None) if campaign.archived_at is None else Campaign.archived_at.isnot(None))
+    done = db.session.execute(update(Campaign).where(*guard).values(**changes)
+                              .execution_options(synchronize_session=False)).rowcount
+    if not done:
+        db.session.rollback()
+        db.session.refresh(campaign)
+        if event in ("approve", "reject") and campaign.moderation != "awaiting":
+            raise _already_decided(campaign)
+        raise Conflict(f"Campaign #{campaign.id} changed meanwhile (it is now {campaign.status}, "
+                       f"moderation {campaign.moderation}); reload and try again.", code="changed_meanwhile")
+    db.session.commit()
+    db.session.refresh(campaign)
+    assert campaign.status != "Sending" or campaign.moderation == "approved"
+    audit.record(f"campaigns.{event}", workspace_id=campaign.workspace_id, object_type="campaign",
+                 object_id=campaign.id, before=before, after=_state(campaign), note=note,
+                 **({} if actor is not None else {"actor_email": "system", "actor_role": "system"}))
+    return campaign
+
+
+# --- who may do what ---------------------------------------------------------------------
+
+def is_owner_or_manager(campaign, membership, user):
+    return (campaign.author_id == user.id and permissions.allowed("campaigns.create", membership,
+                                                                   superadmin=user.is_superadmin)) \
+        or permissions.allowed("campaigns.manage_all", membership, superadmin=user.is_superadmin)
+
+
+def ensure_may_act(campaign, event, membership, user):
+    rule = TRANSITIONS[event]
+    if rule.who == "system":
+        raise Forbidden("This change is made by the system, not by a person.")
+    if rule.who == "moderator":
+        ensure_may_decide(campaign.workspace, membership, user, campaign.author_id, "campaign")
+        return
+    if not is_owner_or_manager(campaign, membership, user):
+        raise Forbidden("Only the campaign's author or a workspace admin can do this.")
+
+
+def allowed_actions(campaign, membership, user):
+    """The user actions the detail page offers: allowed by both the transition table and permissions."""
+    actions = []
+    for event in USER_ACTIONS:
+        try:
+            check(campaign, event)
+            ensure_may_act(campaign, event, membership, user)
+        except DomainError:
+            continue
+        actions.append(event)
+    return actions
+
+
+def perform(workspace, campaign_id, event, membership, user, note=None):
+    """Entry point for pages and the API: scoped lookup, permission, then the transition."""
+    if event not in USER_ACTIONS and event not in ("approve", "reject"):
+        raise IllegalTransition(f"Unknown action {event!r}.")
+    campaign = get_campaign(workspace, campaign_id, membership, user)
+    ensure_may_act(campaign, event, membership, user)
+    if event == "reject" and not (note or "").strip():
+        raise DomainError("Write a note saying why the campaign is rejected; the author will see it.",
+                          code="note_required")
+    if event == "restore" and not author_is_active_member(campaign):
+        raise DomainError("The campaign's author is no longer a member; choose a new owner to restore it.",
+                          code="owner_required", status=409)
+    return apply(campaign, event, actor=user, note=(note or "").strip() or None)
+
+
+def approve(workspace, campaign_id, membership, user):
+    return perform(workspace, campaign_id, "approve", membership, user)
+
+
+def reject(workspace, campaign_id, membership, user, note):
+    return perform(workspace, campaign_id, "reject", membership, user, note=note)
+
+
+def author_is_active_member(campaign):
+    if campaign.author_id is None or campaign.author is None or not campaign.author.is_active:
+        return False
+    return campaign.author.membership_in(campaign.workspace_id) is not None
+
+
+def restore_with_owner(workspace, campaign_id, new_owner_id, membership, user):
+    """Restore when the author is gone: the campaign gets a new owner among current members."""
+    campaign = get_campaign(workspace, campaign_id, membership, user)
+    ensure_may_act(campaign, "restore", membership, user)
+    owner = db.session.execute(db.select(Membership).filter_by(workspace_id=workspace.id,
+                                                               user_id=new_owner_id)).scalar_one_or_none()
+    if owner is None:
+        raise DomainError("Choose a new owner among the workspace's members.", code="invalid_owner")
+    before_author = campaign.author.email if campaign.author else None
+    apply(campaign, "restore", actor=user, values={"author_id": owner.user_id})
+    audit.record("campaigns.owner_changed", workspace_id=workspace.id, object_type="campaign", object_id=campaign.id,
+                 before={"author": before_author}, after={"author": owner.user.email})
+    return campaign
+
+
+# --- lookups -----------------------------------------------------------------------------
+
+def get_campaign(workspace, campaign_id, membership, user):
+    """Scoped lookup: another workspace's campaign, or another author's for an author, is a 404."""
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None or campaign.workspace_id != workspace.id:
+        raise NotFound("This campaign does not exist in this workspace.")
+    if not permissions.allowed("campaigns.view_all", membership, superadmin=user.is_superadmin) \
+            and campaign.author_id != user.id:
+        raise NotFound("This campaign does not exist in this workspace.")
+    return campaign
