@@ -1,14 +1,28 @@
 """Blueprints: routes only — parse input, call one service, render."""
+import importlib
+
 from flask import flash
 
 from services.errors import DomainError
 
+# One line per area; each module exposes `bp`.
+BLUEPRINT_MODULES = (
+    "blueprints.home",
+    "blueprints.auth",
+    "blueprints.admin",
+    "blueprints.workspace",
+    "blueprints.members",
+    "blueprints.invitations",
+    "blueprints.join",
+    "blueprints.audit_log",
+    "blueprints.tokens",
+    "blueprints.api",
+)
+
 
 def register_blueprints(app):
-    from blueprints import admin, api, audit_log, auth, home, invitations, join, members, tokens, workspace
-
-    for module in (home, auth, admin, workspace, members, invitations, join, audit_log, tokens, api):
-        app.register_blueprint(module.bp)
+    for name in BLUEPRINT_MODULES:
+        app.register_blueprint(importlib.import_module(name).bp)
 
 
 def flash_error(exc: DomainError):

@@ -4,6 +4,7 @@
 role in the token's workspace and checks `action` in the permission table.
 """
 import functools
+import importlib
 
 from flask import Blueprint, g, jsonify, request
 
@@ -50,4 +51,9 @@ def api_route(action):
     return decorate
 
 
-from blueprints.api import core  # noqa: E402,F401  (registers routes)
+# One line per area; each module registers its routes on `bp` and describes them in `PATHS`.
+API_MODULES = (
+    "blueprints.api.core",
+)
+for _name in API_MODULES:
+    importlib.import_module(_name)
