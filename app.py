@@ -149,6 +149,7 @@ def _register_error_handlers(app):
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
+        app.logger.warning("CSRF refused: %s", exc.description)
         return render_error(400, "The form expired or was not sent from this site. Reload the page and try again.",
                             "csrf_failed")
 

@@ -6,6 +6,7 @@ import re
 import tempfile
 
 import pytest
+from flask import g, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import inspect, text
 
@@ -22,9 +23,12 @@ class BrowserLikeClient(FlaskClient):
     csrf_token = None
 
     def refresh_csrf(self):
-        page = self.get("/login").get_data(as_text=True)
-        match = CSRF_RE.search(page)
-        self.csrf_token = match.group(1) if match else None
+        self.csrf_token = None
+        for path in ("/login", "/account"):  # /login redirects once signed in
+            match = CSRF_RE.search(self.get(path).get_data(as_text=True))
+            if match:
+                self.csrf_token = match.group(1)
+                break
         return self.csrf_token
 
     def open(self, *args, **kwargs):
@@ -34,7 +38,15 @@ class BrowserLikeClient(FlaskClient):
             data = kwargs.setdefault("data", {})
             if isinstance(data, dict) and "csrf_token" not in data:
                 data["csrf_token"] = self.csrf_token or self.refresh_csrf()
-        return super().open(*args, **kwargs)
+        # Requests reuse the test's app context (Flask pushes none when one of the same app is
+        # active), so give each request a fresh `g`, as it has in production.
+        if has_app_context():
+            g.__dict__.clear()
+        response = super().open(*args, **kwargs)
+        if has_app_context():
+            g.__dict__.clear()
+            db.session.expire_all()
+        return response
 
     def login(self, email, password=PASSWORD):
         response = self.post("/login", data={"email": email, "password": password})
