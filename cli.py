@@ -3,6 +3,7 @@ import os
 import secrets as pysecrets
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from extensions import db
@@ -43,13 +44,19 @@ def create_user(email, password, slug, role):
     """Create an account and add it to a workspace."""
     try:
         workspace = workspaces.get_by_slug(slug)
-        user = accounts.find_user(email) or accounts.create_user(email, password)
+        user = accounts.find_user(email)
+        note = " (existing account: password unchanged)" if user is not None else ""
+        user = user or accounts.create_user(email, password)
+        membership = user.membership_in(workspace.id)
+        if membership is not None:
+            click.echo(f"{user.email} is already {membership.role} in {workspace.slug}; nothing changed.")
+            return
         membership = members.add_member(workspace, user, role)
         db.session.commit()
         members.record_added(membership, "cli")
     except DomainError as exc:
         _fail(exc)
-    click.echo(f"{user.email} is {membership.role} in {workspace.slug}.")
+    click.echo(f"{user.email} is {membership.role} in {workspace.slug}{note}.")
 
 
 @workspaces_cli.command("create")
@@ -86,14 +93,18 @@ def create_token(email, slug, name):
 @demo_cli.command("seed")
 def seed():
     """First start: create a super admin and a demo workspace once, and print the credentials."""
-    data_dir = os.path.abspath(os.environ.get("MC_DATA_DIR") or "instance")
+    data_dir = current_app.config["MC_DATA_DIR"]  # the app's setting (env MC_DATA_DIR or its default)
     creds_path = os.path.join(data_dir, "first-start-credentials.txt")
     if db.session.execute(db.select(Workspace.id).filter_by(slug="demo")).first():
         click.echo(f"Demo already seeded; the first-start credentials are in {creds_path}.")
         return
     password = "-".join(pysecrets.token_urlsafe(6) for _ in range(3))
     email = "admin@example.com"
-    user = accounts.find_user(email) or accounts.create_user(email, password, is_superadmin=True)
+    user = accounts.find_user(email)
+    if user is None:
+        user = accounts.create_user(email, password, is_superadmin=True)
+    else:  # never print a password that does not work
+        password = "(unchanged: the account existed before the demo was seeded)"
     members.add_member(workspaces.get_by_slug("master"), user, "admin")
     demo = workspaces.create_workspace("demo", "Demo workspace", "UTC", "08:00-21:00")
     members.add_member(demo, user, "admin")
@@ -107,5 +118,7 @@ def seed():
 
 
 def register_cli(app):
-    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli):
+    from blueprints.certs_cli import certs_cli
+
+    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli):
         app.cli.add_command(group)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run Message Center on embedded defaults: web, worker, scheduler (and later the reference Core).
+# Run Message Center on embedded defaults: web, worker, scheduler and the reference SMS Core.
 # Works on a fresh machine with only python3 >= 3.11; safe to run again. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,6 +24,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 flask db upgrade
+flask certs dev
 flask demo seed
 echo "Message Center on http://127.0.0.1:${PORT}/  (data in $MC_DATA_DIR, Ctrl-C stops everything)"
 honcho start -f Procfile
