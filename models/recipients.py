@@ -15,6 +15,7 @@ class Recipient(db.Model):
     __table_args__ = (
         db.UniqueConstraint("campaign_id", "number", name="uq_recipients_campaign_number"),
         db.Index("ix_recipients_campaign_state", "campaign_id", "state"),
+        db.Index("ix_recipients_batch_id", "batch_id"),
     )
 
     id = db.Column(BigId, primary_key=True)
@@ -23,6 +24,7 @@ class Recipient(db.Model):
     ctn_hash = db.Column(db.String(64), nullable=False)
     state = db.Column(db.String(12), nullable=False, default="queued")
     spread_day = db.Column(db.Date)
+    batch_id = db.Column(db.Integer)
     core_message_id = db.Column(db.String(64))
     smpp_status = db.Column(db.String(20))
     submitted_at = db.Column(UTCDateTime)
