@@ -77,11 +77,16 @@ def _rebuild_schema():
     """Drop whatever a previous run left, then build the schema with the real migrations."""
     from flask_migrate import upgrade
 
-    meta = db.MetaData()
-    meta.reflect(bind=db.engine)
-    meta.drop_all(bind=db.engine)
-    with db.engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.begin() as conn:  # tables, trigger functions, everything a run left behind
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    else:
+        meta = db.MetaData()
+        meta.reflect(bind=db.engine)
+        meta.drop_all(bind=db.engine)
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     upgrade()
 
 

@@ -1,0 +1,55 @@
+"""Dispatch jobs: the periodic tick, one campaign's turn, and the delivery-report poll.
+
+The tick only decides *what* has work and enqueues `dispatch_campaign(id)`; a Redis slot lock
+(`SET NX EX`) keeps at most DISPATCH_PARALLEL jobs per campaign queued or running. Jobs are
+safe to run twice or to die half-way: the database is the source of truth (services/dispatch.py).
+"""
+import logging
+
+from flask import current_app
+
+from extensions import redis_connection
+from jobs import app_job, enqueue_job
+from services import dispatch
+
+log = logging.getLogger("mc.jobs.dispatch")
+SLOT_TTL = 120  # seconds: a slot of a killed job frees itself
+
+
+def _slot_key(campaign_id, slot):
+    return f"mc:dispatch:{campaign_id}:{slot}"
+
+
+def schedule_campaign(campaign_id):
+    """Enqueue dispatch jobs for a campaign into its free slots; returns how many were enqueued."""
+    redis = redis_connection()
+    enqueued = 0
+    for slot in range(int(current_app.config.get("DISPATCH_PARALLEL", 2))):
+        if redis.set(_slot_key(campaign_id, slot), "1", nx=True, ex=SLOT_TTL):
+            enqueue_job(dispatch_campaign, campaign_id, slot, queue="dispatch", timeout=300, retries=0)
+            enqueued += 1
+    return enqueued
+
+
+@app_job
+def dispatch_campaign(campaign_id, slot=0):
+    try:
+        return dispatch.dispatch_campaign(campaign_id)
+    finally:
+        redis_connection().delete(_slot_key(campaign_id, slot))
+
+
+@app_job
+def dispatch_tick():
+    started = dispatch.start_due_campaigns()
+    expired = dispatch.expire_overdue()
+    finished = dispatch.finish_completed()
+    scheduled = sum(schedule_campaign(cid) for cid in dispatch.campaigns_with_work())
+    if started or expired or finished:
+        log.info("tick: started %s, expired %s, finished %s", started, expired, finished)
+    return {"started": started, "expired": expired, "finished": finished, "scheduled": scheduled}
+
+
+@app_job
+def poll_delivery_reports():
+    return dispatch.poll_delivery_reports()
