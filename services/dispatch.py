@@ -26,7 +26,6 @@ from services import segments, smpp_codes
 log = logging.getLogger("mc.dispatch")
 
 TRANSIENT_CODES = {"0x00000058", "0x00000014"}  # throttled, message queue full: resubmit later
-LEASE = timedelta(seconds=60)
 BACKOFF = (2, 5, 15, 30, 60, 120)  # seconds; capped exponential-ish back-off for transient failures
 EVENTS_CURSOR = "core.events.cursor"
 
@@ -73,6 +72,11 @@ def batch_size():
     return int(current_app.config.get("DISPATCH_BATCH_SIZE", 500))
 
 
+def lease():
+    """How long a claimer owns a batch before another worker may replay it (it may have died)."""
+    return timedelta(seconds=int(current_app.config.get("DISPATCH_LEASE_SECONDS", 60)))
+
+
 # --- claiming ------------------------------------------------------------------------------
 
 def _upsert(model, keys, increments):
@@ -117,7 +121,7 @@ def claim_batch(campaign_id, now=None):
         return None
     key = uuid.uuid4().hex
     batch = DispatchBatch(campaign_id=campaign_id, idempotency_key=key, size=0, state="claimed",
-                          created_at=now, next_attempt_at=now + LEASE)
+                          created_at=now, next_attempt_at=now + lease())
     db.session.add(batch)
     db.session.flush()
     spread = ""
@@ -145,7 +149,7 @@ def take_lease(batch_id, now=None):
     now = now or utcnow()
     got = db.session.execute(update(DispatchBatch).where(
         DispatchBatch.id == batch_id, DispatchBatch.state == "claimed", DispatchBatch.next_attempt_at <= now)
-        .values(next_attempt_at=now + LEASE, attempts=DispatchBatch.attempts + 1)).rowcount
+        .values(next_attempt_at=now + lease(), attempts=DispatchBatch.attempts + 1)).rowcount
     db.session.commit()
     return bool(got)
 
