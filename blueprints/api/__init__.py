@@ -54,6 +54,11 @@ def api_route(action):
 # One line per area; each module registers its routes on `bp` and describes them in `PATHS`.
 API_MODULES = (
     "blueprints.api.core",
+    "blueprints.api.uploads",
+    "blueprints.api.senders",
+    "blueprints.api.moderation",
+    "blueprints.api.campaigns",
+    "blueprints.api.trigger",
 )
 for _name in API_MODULES:
     importlib.import_module(_name)

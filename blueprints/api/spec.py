@@ -39,9 +39,10 @@ def error_response(description):
 def _all_paths():
     from blueprints.api import API_MODULES
 
-    paths = dict(CORE_PATHS)
+    paths = {path: dict(ops) for path, ops in CORE_PATHS.items()}
     for name in API_MODULES:
-        paths.update(getattr(importlib.import_module(name), "PATHS", {}))
+        for path, operations in getattr(importlib.import_module(name), "PATHS", {}).items():
+            paths.setdefault(path, {}).update(operations)  # several modules may share a path
     return paths
 
 

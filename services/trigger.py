@@ -1,0 +1,67 @@
+"""Trigger campaigns: numbers pushed through the API go out at once (within the next tick).
+
+Each call takes up to 1,000 numbers; bad numbers are reported by index, stop-listed and already
+present numbers are reported back, accepted ones are stored queued and a dispatch job is
+scheduled immediately so an OTP reaches the Core in about a second.
+"""
+from sqlalchemy import update
+
+import audit
+from extensions import db
+from models import Campaign, Recipient
+from services import numbers as numbering
+from services import stoplist
+from services.errors import Conflict, DomainError
+
+MAX_NUMBERS = 1000
+
+
+def push_numbers(campaign, raw_numbers):
+    if campaign.mode != "Trigger" or campaign.status != "Sending" or campaign.archived_at is not None:
+        raise Conflict(f"Campaign #{campaign.id} does not accept numbers now: it must be a Trigger campaign "
+                       f"in Sending (it is {campaign.mode}, {campaign.status}).", code="not_accepting")
+    if not isinstance(raw_numbers, list) or not raw_numbers:
+        raise DomainError('Send {"numbers": ["+4917…", …]} with 1 to 1,000 numbers.', code="invalid_numbers")
+    if len(raw_numbers) > MAX_NUMBERS:
+        raise DomainError(f"At most {MAX_NUMBERS} numbers per call ({len(raw_numbers)} sent); split the list.",
+                          code="too_many_numbers", status=413)
+    rejected, wanted = [], {}
+    for index, raw in enumerate(raw_numbers):
+        if not isinstance(raw, str):
+            rejected.append({"index": index, "reason": "not a string"})
+            continue
+        try:
+            wanted.setdefault(numbering.normalise_number(raw), index)
+        except numbering.BadNumber as exc:
+            rejected.append({"index": index, "reason": str(exc)})
+    blocked = stoplist.stop_listed_numbers(campaign.workspace_id, wanted)
+    fresh = [n for n in wanted if n not in blocked]
+    inserted = set()
+    if fresh:
+        inserted = set(db.session.scalars(_insert_ignore(campaign.id, fresh)))
+    duplicates = [wanted[n] for n in fresh if n not in inserted]
+    if inserted:
+        db.session.execute(update(Campaign).where(Campaign.id == campaign.id).values(
+            recipients_count=Campaign.recipients_count + len(inserted),
+            queued_count=Campaign.queued_count + len(inserted)))
+    db.session.commit()
+    result = {"accepted": len(inserted), "duplicates": sorted(duplicates),
+              "stop_listed": sorted(wanted[n] for n in blocked), "rejected": rejected}
+    audit.record("campaigns.trigger_push", workspace_id=campaign.workspace_id, object_type="campaign",
+                 object_id=campaign.id, after={k: (v if isinstance(v, int) else len(v)) for k, v in result.items()})
+    if inserted:
+        from jobs.dispatch import schedule_campaign
+
+        schedule_campaign(campaign.id)
+    return result
+
+
+def _insert_ignore(campaign_id, fresh):
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [{"campaign_id": campaign_id, "number": n, "ctn_hash": numbering.ctn_hash(n), "state": "queued"}
+            for n in fresh]
+    return (insert(Recipient).values(rows).on_conflict_do_nothing(index_elements=["campaign_id", "number"])
+            .returning(Recipient.number))
