@@ -21,7 +21,7 @@ from extensions import db
 from gateway import CoreError, CoreThrottled, get_client
 from models import Campaign, DailySent, DispatchBatch, HourlyStat, MessageError, Recipient, SystemState, utcnow
 from services import campaigns as lifecycle
-from services import segments, smpp_codes
+from services import pulse, segments, smpp_codes
 
 log = logging.getLogger("mc.dispatch")
 
@@ -254,6 +254,7 @@ def apply_results(batch_id, results):
         inflight_count=Campaign.inflight_count + n_ok, failed_count=Campaign.failed_count + n_bad))
     _count_hour(campaign, now, sent=n_ok, failed=n_bad)
     db.session.commit()
+    pulse.record(campaign.workspace_id, sent=n_ok, failed=n_bad)
     return "submitted"
 
 
@@ -434,7 +435,9 @@ def apply_events(events, next_cursor, expected_cursor):
             inflight_count=Campaign.inflight_count - done))
         _count_hour(db.session.get(Campaign, campaign_id), now, delivered=stats["delivered"], failed=stats["failed"])
     db.session.commit()
-    for campaign_id in per_campaign:
+    for campaign_id, stats in per_campaign.items():
+        pulse.record(db.session.get(Campaign, campaign_id).workspace_id, delivered=stats["delivered"],
+                     failed=stats["failed"])
         finish_if_complete(campaign_id)
     return len(rows)
 
