@@ -30,6 +30,12 @@ class RequestIdFilter(logging.Filter):
 def create_app(config=None):
     app = Flask(__name__)
     app.config.update(load_config(config))
+    if app.config["PROXY_FIX_HOPS"]:
+        # Behind nginx: trust X-Forwarded-For/-Proto/-Host from that many proxies (client IP, https).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     _configure_logging(app)
     db.init_app(app)

@@ -70,6 +70,7 @@ def load_config(overrides=None, env=None):
         "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
         "GRAFANA_URL": env.get("GRAFANA_URL") or None,
         "PUBLIC_URL": (env.get("PUBLIC_URL") or "").rstrip("/") or None,
+        "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 0),
         "LOCKOUT_THRESHOLD": _int(env, "LOCKOUT_THRESHOLD", 3),
         "LOCKOUT_SECONDS": _int(env, "LOCKOUT_SECONDS", 60),
         "INVITATION_DAYS": _int(env, "INVITATION_DAYS", 7),
