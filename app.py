@@ -126,8 +126,9 @@ def _register_request_hooks(app):
 
 
 def _wants_json():
+    # HTML wins a tie (`Accept: */*` from curl or a probe): only a client that prefers JSON gets it.
     return request.path.startswith("/api/") or (
-        request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json"
+        request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
     )
 
 

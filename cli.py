@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+import audit
 from extensions import db
 from models import Workspace
 from services import accounts, members, tokens, workspaces
@@ -32,6 +33,8 @@ def create_superadmin(email, password):
         db.session.commit()
     except DomainError as exc:
         _fail(exc)
+    audit.record("users.superadmin_created", object_type="user", object_id=user.id,
+                 after={"email": user.email, "is_superadmin": True}, note="cli")
     click.echo(f"Super admin {user.email} created.")
 
 
@@ -119,6 +122,7 @@ def seed():
 
 def register_cli(app):
     from blueprints.certs_cli import certs_cli
+    from blueprints.recipients_cli import recipients_cli
 
-    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli):
+    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli):
         app.cli.add_command(group)

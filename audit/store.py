@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fcntl
 import json
 import logging
@@ -36,7 +37,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pymongo
 from montydb import MontyClient, set_storage
@@ -172,6 +173,9 @@ class AuditStore:
         self._client: Any = None
         self._coll: Any = None
         self._connect_lock = threading.Lock()
+        # montydb's SQLite engine shares one connection attribute between
+        # threads, so concurrent calls corrupt each other; pymongo needs no lock.
+        self._embedded_lock = threading.RLock()
         self._file_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._outage = False           # a [audit-fallback] warning was logged for the current outage
@@ -185,12 +189,21 @@ class AuditStore:
 
     # -- connection -----------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[Any]:
+        """The collection, held exclusively for the block on montydb. Consume
+        cursors inside the block."""
+        if self.embedded:
+            with self._embedded_lock:
+                yield self._collection()
+        else:
+            yield self._collection()
+
     def _collection(self):
         with self._connect_lock:
             if self._coll is None:
                 if self.embedded:
-                    self._client = self._open_embedded()
-                    db = self._client["audit"]
+                    self._client, db = self._open_embedded()
                 else:
                     self._client = pymongo.MongoClient(
                         self.mongo_uri,
@@ -205,11 +218,12 @@ class AuditStore:
                 self._coll = db[self.collection_name]
             return self._coll
 
-    def _open_embedded(self) -> MontyClient:
+    def _open_embedded(self):
         os.makedirs(self.embedded_dir, exist_ok=True)
-        # montydb writes its repository config in two steps; a second process
-        # reading it half-written would silently pick another document
-        # encoding, so first-time setup is serialised across processes.
+        # First-time setup is serialised across processes: montydb writes its
+        # repository config in two steps (a process reading it half-written
+        # would pick another document encoding), and it treats a collection
+        # file that exists as a collection whose table exists.
         lock_fd = os.open(os.path.join(self.embedded_dir, ".audit-setup.lock"),
                           os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -217,12 +231,16 @@ class AuditStore:
             if not (os.path.isfile(os.path.join(self.embedded_dir, ".monty.storage"))
                     and os.path.isfile(os.path.join(self.embedded_dir, "monty.storage.cfg"))):
                 set_storage(self.embedded_dir, storage="sqlite", use_bson=False)
-            return MontyClient(self.embedded_dir, tz_aware=True)
+            client = MontyClient(self.embedded_dir, tz_aware=True)
+            db = client["audit"]
+            if self.collection_name not in db.list_collection_names():
+                db.create_collection(self.collection_name)
+            return client, db
         finally:
             os.close(lock_fd)
 
     def close(self) -> None:
-        with self._connect_lock:
+        with self._embedded_lock, self._connect_lock:
             if self._client is not None:
                 try:
                     self._client.close()
@@ -232,11 +250,11 @@ class AuditStore:
 
     def ping(self) -> bool:
         try:
-            coll = self._collection()
-            if self.embedded:
-                coll.database.list_collection_names()
-            else:
-                coll.database.client.admin.command("ping")
+            with self._store() as coll:
+                if self.embedded:
+                    coll.database.list_collection_names()
+                else:
+                    coll.database.client.admin.command("ping")
             return True
         except _STORE_ERRORS:
             return False
@@ -271,7 +289,8 @@ class AuditStore:
         doc = _normalise(event)
         if time.monotonic() >= self._skip_store_until:
             try:
-                self._collection().insert_one(self._for_store(doc))
+                with self._store() as coll:
+                    coll.insert_one(self._for_store(doc))
                 self._store_ok()
                 if not self.embedded and not self._indexes_done:
                     self._try_ensure_indexes()
@@ -310,9 +329,10 @@ class AuditStore:
             first = not self._outage
             self._outage = True
         if first:
-            self.log.warning("[audit-fallback] audit store unavailable (%s: %s); "
+            # pymongo's message embeds the whole topology description; keep the head.
+            self.log.warning("[audit-fallback] audit store unavailable (%s: %.300s); "
                              "writing audit events to %s",
-                             type(exc).__name__, exc, self.fallback_path)
+                             type(exc).__name__, str(exc), self.fallback_path)
 
     def _write_fallback(self, doc: dict) -> str:
         line = json.dumps(doc, default=_json_default, ensure_ascii=False,
@@ -504,22 +524,22 @@ class AuditStore:
         return n, True
 
     def _insert_idempotent(self, docs: list[dict]) -> int:
-        coll = self._collection()
         docs = [self._for_store(doc) for doc in docs]
         if self.embedded:
             # montydb's insert_many stops at the first duplicate even when
             # unordered, so insert one by one.
             n = 0
-            for doc in docs:
-                try:
-                    coll.insert_one(doc)
-                    n += 1
-                except MontyError as exc:
-                    if getattr(exc, "code", None) != _DUPLICATE_KEY:
-                        raise
+            with self._store() as coll:
+                for doc in docs:
+                    try:
+                        coll.insert_one(doc)
+                        n += 1
+                    except MontyError as exc:
+                        if getattr(exc, "code", None) != _DUPLICATE_KEY:
+                            raise
             return n
         try:
-            return len(coll.insert_many(docs, ordered=False).inserted_ids)
+            return len(self._collection().insert_many(docs, ordered=False).inserted_ids)
         except BulkWriteError as exc:
             details = exc.details or {}
             if all(e.get("code") == _DUPLICATE_KEY for e in details.get("writeErrors", [])) \
@@ -542,7 +562,8 @@ class AuditStore:
         Returns the number deleted (0 if the store is unavailable)."""
         cutoff = _as_utc(now or datetime.now(timezone.utc)) - timedelta(days=self.retention_days)
         try:
-            return self._collection().delete_many({"ts": {"$lt": cutoff}}).deleted_count
+            with self._store() as coll:
+                return coll.delete_many({"ts": {"$lt": cutoff}}).deleted_count
         except _STORE_ERRORS as exc:
             self.log.warning("[audit-store] purge_expired failed: %s", exc)
             return 0
@@ -594,9 +615,10 @@ class AuditStore:
             after = {"$or": [{"ts": {"$lt": ts}}, {"ts": ts, "_id": {"$lt": _id}}]}
             query = {"$and": [query, after]} if query else after
         try:
-            rows = list(self._collection().find(query)
-                        .sort([("ts", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)])
-                        .limit(limit + 1))
+            with self._store() as coll:
+                rows = list(coll.find(query)
+                            .sort([("ts", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)])
+                            .limit(limit + 1))
         except _STORE_ERRORS as exc:
             raise AuditStoreUnavailable(f"audit find failed: {exc}") from exc
         for row in rows:
@@ -615,6 +637,7 @@ class AuditStore:
                             actor=actor, action=action, object_type=object_type,
                             object_id=object_id, since=since, until=until)
         try:
-            return self._collection().count_documents(query)
+            with self._store() as coll:
+                return coll.count_documents(query)
         except _STORE_ERRORS as exc:
             raise AuditStoreUnavailable(f"audit count failed: {exc}") from exc

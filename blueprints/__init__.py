@@ -16,6 +16,15 @@ BLUEPRINT_MODULES = (
     "blueprints.join",
     "blueprints.audit_log",
     "blueprints.tokens",
+    "blueprints.uploads",
+    "blueprints.stoplist",
+    "blueprints.senders",
+    "blueprints.moderation",
+    "blueprints.campaigns",
+    "blueprints.exports",
+    "blueprints.monitoring",
+    "blueprints.diagnostics",
+    "blueprints.metrics",
     "blueprints.api",
 )
 

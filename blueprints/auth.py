@@ -55,12 +55,13 @@ def logout():
 def account():
     form = ChangePasswordForm()
     if form.validate_on_submit():
+        user = current_user._get_current_object()  # the User itself: login_user(proxy) would recurse forever
         try:
-            accounts.change_password(current_user, form.current_password.data, form.new_password.data)
+            accounts.change_password(user, form.current_password.data, form.new_password.data)
         except DomainError as exc:
             flash_error(exc)
         else:
-            login_user(current_user)  # re-issue our session with the new epoch; other sessions end
+            login_user(user)  # re-issue our session with the new epoch; other sessions end
             flash("Password changed. Your other sessions were signed out.", "success")
             return redirect(url_for("auth.account"))
     return render_template("auth/account.html", form=form, logout_form=ConfirmForm(),

@@ -1,5 +1,5 @@
 """Accepting an invitation from its link (public: the invitee may not have an account yet)."""
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, session, url_for
 from flask_login import current_user, login_user
 
 from blueprints import flash_error
@@ -30,6 +30,7 @@ def accept(token):
             flash_error(exc)
         else:
             if not current_user.is_authenticated:
+                session.clear()  # a new session for the new account (no fixation), as on /login
                 login_user(user)
             flash(f"Welcome to {workspace.name}.", "success")
             return redirect(url_for("workspace.overview", slug=workspace.slug))

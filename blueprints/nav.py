@@ -10,6 +10,8 @@ WORKSPACE_NAV = (
     ("stoplist.index", "Stop-list", "stoplist.manage"),
     ("audit_log.workspace_log", "Audit log", "audit.view"),
     ("tokens.index", "API tokens", "tokens.manage_own"),
+    ("monitoring.index", "Monitoring", "monitoring.view"),
+    ("diagnostics.workspace", "Diagnostics", "diagnostics.view"),
     ("workspace.settings", "Settings", "workspace.settings"),
 )
 

@@ -1,23 +1,52 @@
-"""Workspace home and settings."""
-from flask import Blueprint, flash, g, redirect, render_template, url_for
+"""The Overview dashboards (workspace home and the super admin's all-workspaces view), their Live
+Pulse JSON, and workspace settings."""
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, url_for
 
 from blueprints import flash_error
-from blueprints.access import workspace_route
+from blueprints.access import superadmin_only, workspace_route
 from forms.workspaces import WorkspaceSettingsForm
+from services import charts, dashboard
 from services import overview as overview_service
 from services import workspaces
 from services.errors import DomainError
 
-bp = Blueprint("workspace", __name__, url_prefix="/w/<slug>")
+bp = Blueprint("workspace", __name__)
 
 
-@bp.get("/")
+def _render_dashboard(workspace_ids, **context):
+    data = dashboard.dashboard(workspace_ids)
+    return render_template("workspace/overview.html", data=data,
+                           ring_svg=charts.ring(data["ring"], title="Delivery across active campaigns"),
+                           funnel_svg=charts.funnel(data["funnel"]),
+                           hourly_svg=charts.hourly(data["hourly"]), **context)
+
+
+@bp.get("/w/<slug>/")
 @workspace_route("workspace.view")
 def overview():
-    return render_template("workspace/overview.html", summary=overview_service.workspace_summary(g.workspace))
+    return _render_dashboard([g.workspace.id], summary=overview_service.workspace_summary(g.workspace),
+                             pulse_url=url_for("workspace.pulse", slug=g.workspace.slug))
 
 
-@bp.route("/settings", methods=["GET", "POST"])
+@bp.get("/w/<slug>/pulse.json")
+@workspace_route("workspace.view")
+def pulse():
+    return jsonify(dashboard.live_pulse([g.workspace.id]))
+
+
+@bp.get("/admin/overview")
+@superadmin_only
+def installation_overview():
+    return _render_dashboard(None, summary=None, pulse_url=url_for("workspace.installation_pulse"))
+
+
+@bp.get("/admin/pulse.json")
+@superadmin_only
+def installation_pulse():
+    return jsonify(dashboard.live_pulse(None))
+
+
+@bp.route("/w/<slug>/settings", methods=["GET", "POST"])
 @workspace_route("workspace.settings")
 def settings():
     form = WorkspaceSettingsForm(obj=g.workspace)

@@ -8,3 +8,6 @@ cron.register(dispatch_tick, queue_name="dispatch", interval=2, job_timeout=120)
 cron.register(poll_delivery_reports, queue_name="dispatch", interval=2, job_timeout=120)
 cron.register(flush_audit_fallback, queue_name="default", interval=60)
 cron.register(purge_audit, queue_name="default", cron="17 3 * * *")
+from jobs.exports import expire_exports  # noqa: E402
+
+cron.register(expire_exports, queue_name="exports", interval=300)

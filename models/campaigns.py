@@ -18,7 +18,13 @@ class Campaign(db.Model):
         db.CheckConstraint("status IN ('New', 'Building', 'Pending', 'Sending', 'Paused', 'Done', 'Cancelled', "
                            "'Failed', 'Expired')", name="status_known"),
         db.CheckConstraint("moderation IN ('awaiting', 'approved', 'rejected')", name="moderation_known"),
+        # Nothing sends unapproved, whatever writes the row (the transition table checks it first).
+        db.CheckConstraint("status NOT IN ('Sending', 'Paused') OR moderation = 'approved'",
+                           name="sending_needs_approval"),
         db.Index("ix_campaigns_workspace_status", "workspace_id", "status"),
+        # The list's sort columns at 100k campaigns per workspace (Sender, Created; Start below).
+        db.Index("ix_campaigns_ws_saddr", "workspace_id", "saddr", "id"),
+        db.Index("ix_campaigns_ws_created", "workspace_id", "created_at", "id"),
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -43,7 +49,7 @@ class Campaign(db.Model):
     spread_first_day = db.Column(db.Date)
     spread_last_day = db.Column(db.Date)
     ignore_daily_window = db.Column(db.Boolean, nullable=False, default=False)
-    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
     submitted_at = db.Column(UTCDateTime)
     moderated_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
@@ -64,6 +70,11 @@ class Campaign(db.Model):
     moderated_by = db.relationship("User", foreign_keys=[moderated_by_id])
     sender_revision = db.relationship("SenderRevision")
     workspace = db.relationship("Workspace")
+
+
+# Sort by the actual start, else the planned one.
+db.Index("ix_campaigns_ws_start", Campaign.workspace_id, db.func.coalesce(Campaign.started_at, Campaign.start_at),
+         Campaign.id)
 
 
 class JobError(db.Model):

@@ -15,7 +15,6 @@ class Recipient(db.Model):
     __table_args__ = (
         db.UniqueConstraint("campaign_id", "number", name="uq_recipients_campaign_number"),
         db.Index("ix_recipients_campaign_state", "campaign_id", "state"),
-        db.Index("ix_recipients_batch_id", "batch_id"),
     )
 
     id = db.Column(BigId, primary_key=True)

@@ -3,15 +3,22 @@
 Each event names the statuses it may start from and where it leads. `apply()` performs it with a
 conditional UPDATE (`… WHERE status = :expected AND moderation = :expected`), so two people (or
 a job and a person) racing on one campaign produce one change and one clear error — never a
-double approval or a silent no-op. Nothing reaches `Sending` without `moderation = 'approved'`.
+double approval or a silent no-op. Nothing reaches `Sending` without `moderation = 'approved'`:
+the table only leads there from an approved state, `apply()` refuses any UPDATE that would, and
+the UPDATE's guard re-checks the moderation the decision was based on.
+
+People reach the table through `perform()` (scoped lookup, permission, then the transition); jobs
+call `apply()` directly for the system events (build_finished, fail, expire, finish).
 """
+import importlib
+import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 import audit
 from extensions import db
-from models import Campaign, Membership, utcnow
+from models import Campaign, Membership, Upload, utcnow
 from services import permissions
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.moderation_rules import ensure_may_decide
@@ -19,6 +26,8 @@ from services.moderation_rules import ensure_may_decide
 TERMINAL = frozenset({"Done", "Cancelled", "Failed", "Expired"})
 ARCHIVABLE = TERMINAL | {"New"}
 ACTIVE = frozenset({"Building", "Pending", "Sending", "Paused"})
+ALL_STATUSES = frozenset({"New"}) | ACTIVE | TERMINAL
+log = logging.getLogger("mc.campaigns")
 
 
 class IllegalTransition(DomainError):
@@ -71,9 +80,14 @@ TRANSITIONS = {
     "expire": Transition(frozenset({"Pending", "Sending", "Paused"}), "Expired", who="system"),
     "archive": Transition(ARCHIVABLE, None, label="Archive"),
     "restore": Transition(frozenset(ARCHIVABLE), None, label="Restore"),
+    # Clone changes nothing on the source; it is in the table so that "may I clone?" has one answer.
+    "clone": Transition(ALL_STATUSES, None, who="author", label="Clone"),
 }
-# Events a person triggers from the detail page, in button order.
-USER_ACTIONS = ("submit", "start", "pause", "resume", "cancel", "finish", "archive", "restore")
+# Events a person triggers from the detail page, in button order (decisions are offered to moderators).
+USER_ACTIONS = ("submit", "start", "pause", "resume", "cancel", "finish", "clone", "archive", "restore")
+DECISIONS = ("approve", "reject")
+# A person may end only a Trigger campaign (it has no "last recipient"); others finish by themselves.
+PERSON_FINISH_MODES = frozenset({"Trigger"})
 
 
 def _state(campaign):
@@ -86,12 +100,18 @@ def check(campaign, event):
     rule = TRANSITIONS.get(event)
     if rule is None:
         raise IllegalTransition(f"Unknown action {event!r}.")
+    if event == "clone":
+        return rule  # from any status, archived or not: the copy is a new draft
     if event == "restore":
         if campaign.archived_at is None:
             raise IllegalTransition("This campaign is not archived.")
+        if campaign.status not in rule.sources:
+            raise IllegalTransition(f"An archived campaign cannot be {campaign.status}; it cannot be restored.")
         return rule
     if campaign.archived_at is not None:
         raise IllegalTransition("This campaign is archived; restore it first.")
+    if event in ("approve", "reject") and campaign.moderation != "awaiting" and campaign.moderated_at:
+        raise _already_decided(campaign)  # a late decision: say who decided first, not "wrong status"
     if campaign.status not in rule.sources:
         allowed = ", ".join(sorted(rule.sources))
         raise IllegalTransition(f"Cannot {event} a campaign that is {campaign.status} "
@@ -101,9 +121,55 @@ def check(campaign, event):
             raise _already_decided(campaign)
         raise IllegalTransition(f"Cannot {event} a campaign whose moderation is {campaign.moderation}; "
                                 "it needs a moderator's approval first.")
-    if event == "submit" and campaign.mode != "Trigger" and not campaign.recipients_count:
-        raise IllegalTransition("Add recipients before submitting (wizard step 4).")
+    if event == "submit":
+        problems = submit_problems(campaign)
+        if problems:
+            raise IllegalTransition("Not ready to submit: " + " ".join(problems))
     return rule
+
+
+def submit_problems(campaign):
+    """What still stops a draft from being submitted, as sentences the author can act on."""
+    problems = []
+    if not (campaign.name or "").strip():
+        problems.append("Give the campaign a name (step 2).")
+    if not (campaign.message_text or "").strip():
+        problems.append("Write the message text (step 2).")
+    revision = campaign.sender_revision
+    if revision is None:
+        problems.append("Choose an approved sender name (step 2).")
+    elif revision.state != "approved" or (revision.sender and revision.sender.archived_at is not None):
+        problems.append(f"The sender name {revision.saddr!r} is no longer approved; choose another (step 2).")
+    now = utcnow()
+    if campaign.mode == "OnTime":
+        if campaign.start_at is None:
+            problems.append("Set the start time (step 2).")
+        elif campaign.start_at <= now:
+            problems.append("The start time has passed; set a new one (step 2).")
+    if campaign.mode == "Spread":
+        if campaign.spread_first_day is None or campaign.spread_last_day is None:
+            problems.append("Set the Spread window's first and last day (step 2).")
+        elif campaign.spread_last_day < _today_in(campaign):
+            problems.append("The Spread window is over; choose new days (step 2).")
+    if campaign.mode != "Trigger":
+        if campaign.id is not None and uploads_running(campaign):
+            problems.append("Wait until the recipient upload has finished (step 4).")
+        elif not campaign.recipients_count:
+            problems.append("Add recipients (step 4).")
+    return problems
+
+
+def _today_in(campaign):
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(campaign.workspace.timezone if campaign.workspace else "UTC")
+    return utcnow().astimezone(tz).date()
+
+
+def uploads_running(campaign):
+    return db.session.execute(select(Upload.id).where(Upload.campaign_id == campaign.id,
+                                                      Upload.state.in_(("queued", "running"))).limit(1)).first() \
+        is not None
 
 
 def _already_decided(campaign):
@@ -115,6 +181,8 @@ def _already_decided(campaign):
 
 def apply(campaign, event, *, actor=None, note=None, values=None):
     """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict."""
+    if event == "clone":
+        raise IllegalTransition("Cloning makes a new campaign; use services.campaign_drafts.clone().")
     rule = check(campaign, event)
     before = _state(campaign)
     now = utcnow()
@@ -141,6 +209,10 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
     if event == "reject":
         changes["submitted_at"] = None
     changes["updated_at"] = now
+    # The invariant the whole platform leans on: nothing is dispatched without an approval.
+    if changes.get("status", campaign.status) in ("Sending", "Paused") \
+            and changes.get("moderation", campaign.moderation) != "approved":
+        raise IllegalTransition(f"Cannot {event} campaign #{campaign.id}: it has not been approved by a moderator.")
 
     # The guard is the state we checked; anyone who changed it first wins and we report it.
     guard = [Campaign.id == campaign.id, Campaign.status == campaign.status,
@@ -157,7 +229,6 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
                        f"moderation {campaign.moderation}); reload and try again.", code="changed_meanwhile")
     db.session.commit()
     db.session.refresh(campaign)
-    assert campaign.status != "Sending" or campaign.moderation == "approved"
     audit.record(f"campaigns.{event}", workspace_id=campaign.workspace_id, object_type="campaign",
                  object_id=campaign.id, before=before, after=_state(campaign), note=note,
                  **({} if actor is not None else {"actor_email": "system", "actor_role": "system"}))
@@ -179,6 +250,13 @@ def ensure_may_act(campaign, event, membership, user):
     if rule.who == "moderator":
         ensure_may_decide(campaign.workspace, membership, user, campaign.author_id, "campaign")
         return
+    if rule.who == "author":
+        # Clone: anyone who may see the campaign and create campaigns; the copy is theirs.
+        permissions.require("campaigns.create", membership, superadmin=user.is_superadmin)
+        return
+    if event == "finish" and campaign.mode not in PERSON_FINISH_MODES:
+        raise IllegalTransition("This campaign finishes by itself when every recipient has a final state; "
+                                "cancel it to stop early.")
     if not is_owner_or_manager(campaign, membership, user):
         raise Forbidden("Only the campaign's author or a workspace admin can do this.")
 
@@ -186,7 +264,7 @@ def ensure_may_act(campaign, event, membership, user):
 def allowed_actions(campaign, membership, user):
     """The user actions the detail page offers: allowed by both the transition table and permissions."""
     actions = []
-    for event in USER_ACTIONS:
+    for event in USER_ACTIONS[:1] + DECISIONS + USER_ACTIONS[1:]:
         try:
             check(campaign, event)
             ensure_may_act(campaign, event, membership, user)
@@ -198,8 +276,12 @@ def allowed_actions(campaign, membership, user):
 
 def perform(workspace, campaign_id, event, membership, user, note=None):
     """Entry point for pages and the API: scoped lookup, permission, then the transition."""
-    if event not in USER_ACTIONS and event not in ("approve", "reject"):
+    if event not in USER_ACTIONS and event not in DECISIONS:
         raise IllegalTransition(f"Unknown action {event!r}.")
+    if event == "clone":
+        from services import campaign_drafts
+
+        return campaign_drafts.clone(workspace, campaign_id, membership, user)
     campaign = get_campaign(workspace, campaign_id, membership, user)
     ensure_may_act(campaign, event, membership, user)
     if event == "reject" and not (note or "").strip():
@@ -208,7 +290,26 @@ def perform(workspace, campaign_id, event, membership, user, note=None):
     if event == "restore" and not author_is_active_member(campaign):
         raise DomainError("The campaign's author is no longer a member; choose a new owner to restore it.",
                           code="owner_required", status=409)
-    return apply(campaign, event, actor=user, note=(note or "").strip() or None)
+    campaign = apply(campaign, event, actor=user, note=(note or "").strip() or None)
+    if event == "submit" and campaign.status == "Building":
+        enqueue_spread_plan(campaign)
+    return campaign
+
+
+def enqueue_spread_plan(campaign):
+    """Spread: after submit (committed), the recipients pipeline assigns recipients to days and
+    reports `build_finished`. The job lives in jobs/uploads.py; without it nothing is enqueued."""
+    try:
+        job = getattr(importlib.import_module("jobs.uploads"), "plan_spread", None)
+    except ImportError:
+        job = None
+    if job is None:
+        log.warning("campaign %s: jobs.uploads.plan_spread is not available; the Spread plan was not enqueued",
+                    campaign.id)
+        return None
+    from jobs import enqueue_job
+
+    return enqueue_job(job, campaign.id, queue="uploads")
 
 
 def approve(workspace, campaign_id, membership, user):
@@ -225,14 +326,25 @@ def author_is_active_member(campaign):
     return campaign.author.membership_in(campaign.workspace_id) is not None
 
 
+def owner_candidates(workspace):
+    """Members who can own a restored campaign: active accounts whose role may create campaigns."""
+    rows = db.session.execute(select(Membership).where(Membership.workspace_id == workspace.id)).scalars()
+    return sorted((m for m in rows if m.user.is_active and permissions.allowed("campaigns.create", m)),
+                  key=lambda m: m.user.email)
+
+
 def restore_with_owner(workspace, campaign_id, new_owner_id, membership, user):
     """Restore when the author is gone: the campaign gets a new owner among current members."""
     campaign = get_campaign(workspace, campaign_id, membership, user)
     ensure_may_act(campaign, "restore", membership, user)
-    owner = db.session.execute(db.select(Membership).filter_by(workspace_id=workspace.id,
-                                                               user_id=new_owner_id)).scalar_one_or_none()
+    try:
+        new_owner_id = int(new_owner_id)
+    except (TypeError, ValueError):
+        raise DomainError("Choose a new owner among the workspace's members.", code="invalid_owner") from None
+    owner = next((m for m in owner_candidates(workspace) if m.user_id == new_owner_id), None)
     if owner is None:
-        raise DomainError("Choose a new owner among the workspace's members.", code="invalid_owner")
+        raise DomainError("Choose a new owner among the workspace's active members who may create campaigns.",
+                          code="invalid_owner")
     before_author = campaign.author.email if campaign.author else None
     apply(campaign, "restore", actor=user, values={"author_id": owner.user_id})
     audit.record("campaigns.owner_changed", workspace_id=workspace.id, object_type="campaign", object_id=campaign.id,

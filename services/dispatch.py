@@ -180,8 +180,10 @@ def submit_batch(batch_id):
     """Submit (or replay) a claimed batch and apply the Core's answer. Returns 'submitted' or 'retry'."""
     batch = db.session.get(DispatchBatch, batch_id)
     campaign = db.session.get(Campaign, batch.campaign_id)
+    # (campaign_id, state) is indexed; the few claimed rows of a campaign are then filtered by batch.
     recipients = list(db.session.scalars(select(Recipient).where(
-        Recipient.batch_id == batch_id, Recipient.state == "claimed").order_by(Recipient.id)))
+        Recipient.campaign_id == batch.campaign_id, Recipient.state == "claimed",
+        Recipient.batch_id == batch_id).order_by(Recipient.id)))
     if not recipients:
         db.session.execute(update(DispatchBatch).where(DispatchBatch.id == batch_id)
                            .values(state="submitted", submitted_at=utcnow()))

@@ -13,7 +13,7 @@ from extensions import db
 from models import ROLES, Invitation, utcnow
 from services import accounts, members, secrets
 from services.errors import Conflict, DomainError, NotFound
-from services.mail import send_mail
+from services.mail import MailNotSent, send_mail
 
 
 def list_invitations(workspace):
@@ -42,12 +42,19 @@ def invite(workspace, email, role, invited_by):
                             invited_by_id=invited_by.id, created_at=now,
                             expires_at=now + timedelta(days=current_app.config["INVITATION_DAYS"]))
     db.session.add(invitation)
-    db.session.commit()
+    db.session.commit()  # the link must work as soon as the mail is out
+    try:
+        send_mail(email, f"You are invited to {workspace.name} on Message Center",
+                  _invitation_body(workspace, role, invited_by, accept_url(token), invitation.expires_at),
+                  workspace_id=workspace.id)
+    except MailNotSent as exc:
+        # Nobody can receive the link: drop the invitation so the admin can simply try again.
+        db.session.delete(invitation)
+        db.session.commit()
+        raise DomainError(f"The invitation for {email} was not sent: {exc.message}", code=exc.code,
+                          status=exc.status) from exc
     audit.record("invitations.created", workspace_id=workspace.id, object_type="invitation",
                  object_id=invitation.id, after={"email": email, "role": role})
-    send_mail(email, f"You are invited to {workspace.name} on Message Center",
-              _invitation_body(workspace, role, invited_by, accept_url(token), invitation.expires_at),
-              workspace_id=workspace.id)
     return invitation, token
 
 
@@ -97,6 +104,10 @@ def accept(token, *, current_user=None, password=None, name=""):
         if current_user is None or current_user.id != user.id:
             raise DomainError(f"Sign in as {invitation.email} to accept this invitation.", code="sign_in_required",
                               status=403)
+    elif current_user is not None:
+        # Creating B's account while signed in as A would leave A signed in and B's new account unused.
+        raise DomainError(f"You are signed in as {current_user.email}. Sign out, then open the link again to "
+                          f"create the account for {invitation.email}.", code="sign_out_required", status=409)
     else:
         user = accounts.create_user(invitation.email, password or "", name=name)
     claimed = db.session.execute(update(Invitation).where(Invitation.id == invitation.id,

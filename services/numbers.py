@@ -5,7 +5,6 @@
 falling back to SECRET_KEY), so hashes cannot be reversed by enumerating the number space;
 rotating the key changes every hash (stop-list and dedup comparisons use numbers, not hashes).
 """
-import hashlib
 import hmac
 import re
 
@@ -27,7 +26,7 @@ def normalise_number(raw):
         text = text[2:]
     if not text:
         raise BadNumber("empty number")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() accepts e.g. Arabic-Indic digits
         raise BadNumber("contains characters other than digits")
     if len(text) < MIN_DIGITS:
         raise BadNumber(f"too short ({len(text)} digits, at least {MIN_DIGITS})")
@@ -42,7 +41,7 @@ def hash_key():
 
 
 def ctn_hash(number, key=None):
-    return hmac.new(key or hash_key(), number.encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.digest(key or hash_key(), number.encode("ascii"), "sha256").hex()
 
 
 def mask_number(number, visible=3):

@@ -37,6 +37,10 @@ PERMISSIONS = {
     "recipients.upload": CAMPAIGN_AUTHORS,
     "numbers.view_full": frozenset({NUMBER_VIEWER}),
     "stoplist.manage": ADMINS,
+    "exports.create": ALL_ROLES,
+    "exports.download": ALL_ROLES,
+    "monitoring.view": ADMINS,
+    "diagnostics.view": ADMINS,
 }
 
 

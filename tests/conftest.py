@@ -6,7 +6,8 @@ import re
 import tempfile
 
 import pytest
-from flask import g, has_app_context
+from flask import has_app_context
+from flask.globals import _cv_app
 from flask.testing import FlaskClient
 from sqlalchemy import inspect, text
 
@@ -18,7 +19,8 @@ PASSWORD = "correct horse battery staple"
 
 
 class BrowserLikeClient(FlaskClient):
-    """Adds the page's CSRF token to form POSTs unless the test passes csrf=False."""
+    """A browser: sends the page's CSRF token with form POSTs (unless csrf=False), and every
+    request runs in its own app context — own `g`, own DB session — as on a real server."""
 
     csrf_token = None
 
@@ -38,17 +40,21 @@ class BrowserLikeClient(FlaskClient):
             data = kwargs.setdefault("data", {})
             if isinstance(data, dict) and "csrf_token" not in data:
                 data["csrf_token"] = self.csrf_token or self.refresh_csrf()
-        # Requests reuse the test's app context (Flask pushes none when one of the same app is
-        # active), so give each request a fresh `g`, as it has in production.
+        # Hide the test's app context so Flask pushes a fresh one for this request.
+        self._context_stack.close()
+        preserve, self.preserve_context = self.preserve_context, False
+        token = _cv_app.set(None)
+        try:
+            response = super().open(*args, **kwargs)
+        finally:
+            _cv_app.reset(token)
+            self.preserve_context = preserve
         if has_app_context():
-            g.__dict__.clear()
-        response = super().open(*args, **kwargs)
-        if has_app_context():
-            g.__dict__.clear()
-            db.session.expire_all()
+            db.session.expire_all()  # the test's session reads what the request committed
         return response
 
     def login(self, email, password=PASSWORD):
+        self.refresh_csrf()
         response = self.post("/login", data={"email": email, "password": password})
         self.refresh_csrf()  # signing in starts a new session with a new token
         return response
@@ -91,17 +97,13 @@ def _rebuild_schema():
 
 
 def _clean_tables():
-    tables = [t for t in inspect(db.engine).get_table_names() if t != "alembic_version"]
+    # DELETE in reverse dependency order: much cheaper than TRUNCATE on PostgreSQL for small tables.
     with db.engine.begin() as conn:
-        if db.engine.dialect.name == "postgresql":
-            others = [t for t in tables if t != "workspaces"]
-            if others:
-                conn.execute(text(f"TRUNCATE {', '.join(others)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                if table != "workspaces":
-                    conn.execute(text(f"DELETE FROM {table}"))
-        conn.execute(text("DELETE FROM workspaces WHERE slug <> 'master'"))
+        for table in reversed(db.metadata.sorted_tables):
+            if table.name == "workspaces":
+                conn.execute(text("DELETE FROM workspaces WHERE slug <> 'master'"))
+            else:
+                conn.execute(table.delete())
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +111,7 @@ def _isolated(app, tmp_path):
     """Every test starts with empty tables (Master workspace kept) and an empty audit store."""
     from audit.store import AuditStore
 
+    saved_config = dict(app.config)  # a test may change settings; the next one starts from these
     app.config["AUDIT_FALLBACK_PATH"] = str(tmp_path / "audit-fallback.jsonl")
     app.extensions["mc_audit"] = AuditStore(mongo_uri=None, embedded_dir=str(tmp_path / "audit"),
                                             fallback_path=app.config["AUDIT_FALLBACK_PATH"])
@@ -120,6 +123,20 @@ def _isolated(app, tmp_path):
     db.session.remove()
     ctx.pop()
     app.extensions["mc_audit"].close()
+    app.config.clear()
+    app.config.update(saved_config)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_argon2(request, monkeypatch):
+    """Still argon2id, with the cheapest parameters (~1 ms instead of ~0.3 s per hash); tests
+    marked `real_argon2` keep the shipped parameters."""
+    if request.node.get_closest_marker("real_argon2") is None:
+        from argon2 import PasswordHasher
+
+        from services import passwords
+
+        monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

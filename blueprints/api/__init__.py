@@ -59,6 +59,7 @@ API_MODULES = (
     "blueprints.api.moderation",
     "blueprints.api.campaigns",
     "blueprints.api.trigger",
+    "blueprints.api.exports",
 )
 for _name in API_MODULES:
     importlib.import_module(_name)

@@ -53,7 +53,7 @@ def test_sign_in_opens_the_workspace_and_sign_out_ends_the_session(client, audit
     response = client.login("OP@example.com ", PASSWORD)  # e-mail is case- and space-insensitive
 
     assert response.status_code == 302
-    assert response.headers["Location"].endswith("/w/acme/")
+    assert client.get("/").headers["Location"].endswith("/w/acme/")
     assert "op@example.com" in page(client.get("/account"))
     assert stored("op@example.com").last_login_at is not None
 
@@ -196,7 +196,7 @@ def test_inactive_account_is_refused_with_the_same_message(client, audit_events)
     assert REFUSED in page(response)
     assert client.get("/w/acme/").status_code == 302
     assert audit_events(action="auth.login_failed")[0]["note"] == "inactive account"
-    assert audit_events(action="auth.login") == []
+    assert "auth.login" not in actions(audit_events)
 
 
 def test_deactivating_an_account_ends_its_open_session(client):
@@ -217,21 +217,22 @@ def change(client, current, new, confirm=None):
                                          "confirm": new if confirm is None else confirm})
 
 
-@pytest.mark.parametrize("new, message", [
-    ("ten chars!", "Use at least 15 characters (you typed 10)."),
-    ("1q2w3e4r5t6y7u8i9o0p", "This password is on the list of commonly used passwords; choose another."),
-    ("w" * 129, "128 characters"),
-    ("op@example.com", "Do not use your e-mail address as your password."),
-])
-def test_password_policy_messages_on_change(client, new, message, audit_events):
+def test_password_policy_messages_on_change(client, audit_events):
     user = make_user("op@example.com")
     old_hash = user.password_hash
     client.login("op@example.com")
 
-    response = change(client, PASSWORD, new)
+    for new, message in (
+        ("ten chars!", "Use at least 15 characters (you typed 10)."),
+        ("1q2w3e4r5t6y7u8i9o0p", "This password is on the list of commonly used passwords; choose another."),
+        ("w" * 129, "128 characters"),
+        ("op@example.com", "Do not use your e-mail address as your password."),
+    ):
+        response = change(client, PASSWORD, new)
 
-    assert response.status_code == 200
-    assert message in page(response)
+        assert response.status_code == 200
+        assert message in page(response), new
+
     assert stored("op@example.com").password_hash == old_hash
     assert audit_events(action="auth.password_changed") == []
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from coresim.testing import sim_session, start_core
 from extensions import db
-from models import Campaign, DispatchBatch, MessageError, Recipient, utcnow
+from models import DispatchBatch, MessageError, Recipient, utcnow
 from services import dispatch
 from tests.campaign_factories import add_recipients, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
@@ -162,15 +162,13 @@ def test_daily_limit_caps_todays_messages(core, sim):
     assert dispatch.allowance(campaign) == 0
 
 
-def test_paused_or_unapproved_campaigns_send_nothing(core, sim):
+def test_paused_or_not_started_campaigns_send_nothing(core, sim):
     paused = sending_campaign(5, status="Paused")
     dispatch.dispatch_campaign(paused.id)
-    unapproved = sending_campaign(5)
-    db.session.execute(Campaign.__table__.update().where(Campaign.id == unapproved.id)
-                       .values(moderation="awaiting"))
-    db.session.commit()
-    dispatch.dispatch_campaign(unapproved.id)
+    waiting = sending_campaign(5, status="Pending")  # approved, waiting for its start
+    dispatch.dispatch_campaign(waiting.id)
     assert stats(sim, core)["accepted"] == 0
+    assert dispatch.allowance(paused) == 0 and dispatch.allowance(waiting) == 0
 
 
 def test_stop_listed_numbers_are_skipped_at_claim_time(core, sim):

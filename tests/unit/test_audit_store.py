@@ -5,6 +5,9 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -318,6 +321,78 @@ def test_concurrent_writers_and_flushers_lose_nothing(paths):
         s.close()
 
 
+def test_one_store_shared_by_many_threads(embedded):
+    # montydb itself is not thread-safe; the store must serialise access.
+    results = []
+
+    def work(base):
+        for i in range(20):
+            results.append(embedded.write(event(base + i)))
+            embedded.find(workspace_id=1, limit=5)
+
+    threads = [threading.Thread(target=work, args=(n * 100,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["stored"] * 120
+    assert embedded.count(workspace_id=1) == 120
+
+
+CHILD = textwrap.dedent(r"""
+    import os, sys, uuid, time
+    from datetime import datetime, timezone
+    from audit.store import AuditStore
+    role, uri, emb, fb, stop, out = sys.argv[1:]
+    store = AuditStore(mongo_uri=uri or None, embedded_dir=emb, fallback_path=fb,
+                       timeout_ms=300, retry_interval=60)
+    if role == "flush":
+        while not os.path.exists(stop):
+            store.flush_fallback()
+    else:
+        ids = []
+        for i in range(40):
+            ev = {"_id": str(uuid.uuid4()), "ts": datetime.now(timezone.utc), "workspace_id": 1,
+                  "action": "test.proc", "actor_email": None}
+            assert store.write(ev) in ("stored", "fallback")
+            ids.append(ev["_id"])
+        with open(out, "w") as f:
+            f.write("\n".join(ids))
+""")
+
+
+def test_processes_writing_and_flushing_at_once_lose_nothing(paths, tmp_path):
+    """Real processes: two write to the (fresh) embedded store, two write to
+    the fallback file because their MongoDB is down, two flush concurrently."""
+    down_uri = f"mongodb://127.0.0.1:{closed_port()}/"
+    stop = str(tmp_path / "stop")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+
+    def spawn(role, uri, n):
+        return subprocess.Popen([sys.executable, "-c", CHILD, role, uri, paths["embedded_dir"],
+                                 paths["fallback_path"], stop, str(tmp_path / f"ids-{n}")], env=env)
+
+    flushers = [spawn("flush", "", n) for n in (0, 1)]
+    writers = [spawn("write", "", 2), spawn("write", "", 3), spawn("write", down_uri, 4), spawn("write", down_uri, 5)]
+    try:
+        assert [p.wait(timeout=120) for p in writers] == [0, 0, 0, 0]
+    finally:
+        open(stop, "w").close()
+        for p in flushers:
+            p.wait(timeout=60)
+    written = []
+    for n in range(2, 6):
+        written += (tmp_path / f"ids-{n}").read_text().split()
+
+    store = AuditStore(mongo_uri=None, **paths)
+    store.flush_fallback()
+    rows, _ = store.find(all_workspaces=True, limit=500)
+    assert len(written) == 160
+    assert sorted(r["_id"] for r in rows) == sorted(written)
+    assert store.fallback_size() == 0
+    store.close()
+
+
 # 5. retention -----------------------------------------------------------------------
 
 def test_purge_expired(paths):
@@ -337,15 +412,15 @@ def test_purge_expired(paths):
 # 6. indexes -------------------------------------------------------------------------
 
 def test_index_specs_have_ttl_and_query_indexes():
-    specs = index_specs(30)
-    ttl = [opts for keys, opts in specs if "expireAfterSeconds" in opts]
-    assert len(ttl) == 1 and ttl[0]["expireAfterSeconds"] == 30 * 86400
-    assert [keys for keys, opts in specs if "expireAfterSeconds" in opts] == [[("ts", 1)]]
-    leading = {tuple(k for k, _ in keys[:-1]) for keys, _ in specs}
-    assert ("workspace_id",) in {tuple(k for k, _ in keys[:1]) for keys, _ in specs}
-    assert ("workspace_id", "object_type", "object_id") in leading
-    assert ("workspace_id", "actor_email") in leading
-    assert ("action",) in leading
+    specs = {tuple(keys): opts for keys, opts in index_specs(30)}
+    assert specs[(("ts", 1),)]["expireAfterSeconds"] == 30 * 86400
+    assert [opts for opts in specs.values() if "expireAfterSeconds" in opts] == [specs[(("ts", 1),)]]
+    assert index_specs()[0][1]["expireAfterSeconds"] == 90 * 86400
+    fields = {tuple(name for name, _ in keys) for keys in specs}
+    assert ("workspace_id", "ts", "_id") in fields
+    assert ("workspace_id", "object_type", "object_id", "ts") in fields
+    assert ("workspace_id", "actor_email", "ts") in fields
+    assert ("action", "ts") in fields
 
 
 def test_ensure_indexes_on_embedded_store_is_harmless(embedded):

@@ -1,0 +1,206 @@
+"""The five-step campaign wizard: mode, parameters, SMPP overrides, recipients, review and submit.
+
+Every step is saved on Next, so a draft can be left and resumed from the list at `wizard_step`.
+Trigger campaigns skip step 4. Only drafts (status New) can be edited.
+"""
+from zoneinfo import ZoneInfo
+
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user
+from jinja2 import TemplateNotFound
+from sqlalchemy import select
+
+from blueprints.access import workspace_route
+from blueprints.campaigns import bp
+from extensions import db
+from forms.campaigns import ActionForm, ModeForm, ParametersForm, SmppForm
+from models import Upload
+from services import campaign_drafts as drafts
+from services import campaigns as lifecycle
+from services import segments
+from services.errors import DomainError, NotFound
+
+UPLOAD_WIDGET = "uploads/_widget.html"
+
+
+def _wizard_url(campaign, step):
+    return url_for("campaigns.wizard", slug=g.workspace.slug, campaign_id=campaign.id, step=step)
+
+
+def _detail_url(campaign):
+    return url_for("campaigns.detail", slug=g.workspace.slug, campaign_id=campaign.id)
+
+
+def upload_widget_available():
+    try:
+        current_app.jinja_env.get_template(UPLOAD_WIDGET)
+    except TemplateNotFound:
+        return False
+    return True
+
+
+def _attach(form, exc):
+    """Put a service's field errors onto the form's fields; report the rest as a flash."""
+    leftover = []
+    for name, message in getattr(exc, "fields", {}).items():
+        if name in form._fields:
+            form[name].errors = list(form[name].errors or []) + [message]
+        else:
+            leftover.append(message)
+    if leftover or not getattr(exc, "fields", None):
+        flash(" ".join(leftover) or exc.message, "error")
+    else:
+        flash("Some fields need your attention — see the messages below them.", "error")
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@workspace_route("campaigns.create")
+def new():
+    form, status = ModeForm(), 200
+    if request.method == "POST" and form.validate():
+        try:
+            campaign = drafts.create_draft(g.workspace, g.membership, current_user, form.mode.data)
+        except DomainError as exc:
+            _attach(form, exc)
+            status = 400
+        else:
+            flash(f"Draft #{campaign.id} created as {campaign.mode}. Now set its parameters.", "success")
+            return redirect(_wizard_url(campaign, 2))
+    return render_template("campaigns/wizard.html", campaign=None, step=1, form=form, steps=drafts.STEPS,
+                           step_list=list(drafts.STEPS), mode_help=drafts.MODE_HELP, back_step=None), status
+
+
+@bp.route("/<int:campaign_id>/wizard/<int:step>", methods=["GET", "POST"])
+@workspace_route("campaigns.create")
+def wizard(campaign_id, step):
+    try:
+        campaign = lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user)
+    except NotFound:
+        abort(404)
+    if step not in drafts.STEPS:
+        abort(404)
+    if drafts.is_uploading(campaign) and lifecycle.is_owner_or_manager(campaign, g.membership, current_user):
+        # An upload moved the draft to Building; step 4 shows its progress, the rest waits for it.
+        if request.method == "POST" or step != 4:
+            flash("Recipients are still being read. The other steps can be edited again when the upload "
+                  "has finished.", "info")
+            return redirect(_wizard_url(campaign, 4))
+        return _render(campaign, 4, ActionForm())
+    try:
+        drafts.ensure_editable(campaign, g.membership, current_user)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(_detail_url(campaign))
+    if step == 4 and campaign.mode == "Trigger":
+        return redirect(_wizard_url(campaign, 5))
+    if step > campaign.wizard_step:
+        flash(f"Finish step {campaign.wizard_step} ({drafts.STEPS[campaign.wizard_step]}) first.", "info")
+        return redirect(_wizard_url(campaign, campaign.wizard_step))
+
+    form = _form_for(campaign, step)
+    if request.method == "POST":
+        if not form.validate():
+            flash("The form expired; reload the page and try again.", "error")
+        else:
+            try:
+                response = _save_step(campaign, step, form)
+            except NotFound:
+                abort(404)
+            except DomainError as exc:
+                _attach(form, exc)
+                db.session.rollback()
+            else:
+                return response
+    return _render(campaign, step, form, status=400 if request.method == "POST" else 200)
+
+
+def _form_for(campaign, step):
+    if step == 1:
+        return ModeForm(data={"mode": campaign.mode}) if request.method == "GET" else ModeForm()
+    if step == 2:
+        form = ParametersForm() if request.method == "POST" else ParametersForm(data=_parameters_data(campaign))
+        revisions = drafts.approved_sender_revisions(g.workspace)
+        form.sender_revision_id.choices = [("", "— choose a sender name —")] + [
+            (str(r.id), f"{r.sender.label} · {r.saddr} (revision {r.number})") for r in revisions]
+        form.start_at.description = (f"Date and time in the workspace time zone ({g.workspace.timezone}); "
+                                     "must be in the future.")
+        current = campaign.sender_revision
+        if current is not None and current.id not in {r.id for r in revisions}:
+            form.sender_revision_id.choices.insert(1, (str(current.id), f"{current.saddr} — no longer approved, "
+                                                                         "choose another"))
+        return form
+    if step == 3:
+        if request.method == "POST":
+            return SmppForm()
+        values, _, _ = drafts.effective_smpp(campaign)
+        return SmppForm(data={k: ("" if v is None else str(v)) for k, v in values.items()})
+    return ActionForm()
+
+
+def _parameters_data(campaign):
+    first, last = drafts.api_start_window(campaign)
+    return {"name": campaign.name, "sender_revision_id": str(campaign.sender_revision_id or ""),
+            "text": campaign.message_text, "daily_limit": campaign.daily_limit or "",
+            "auto_start": campaign.auto_start,
+            "start_at": drafts.local_input_value(campaign.start_at, g.workspace) if campaign.mode == "OnTime" else "",
+            "window_start": first or "", "window_end": last or "",
+            "ignore_daily_window": campaign.ignore_daily_window}
+
+
+def _save_step(campaign, step, form):
+    leave = request.form.get("then") == "exit"
+    if step == 1:
+        drafts.save_mode(g.workspace, campaign.id, form.mode.data, g.membership, current_user)
+    elif step == 2:
+        drafts.save_parameters(g.workspace, campaign.id, request.form.to_dict(), g.membership, current_user)
+    elif step == 3:
+        drafts.save_smpp(g.workspace, campaign.id, request.form.to_dict(), g.membership, current_user)
+    elif step == 4:
+        drafts.finish_recipients(g.workspace, campaign.id, g.membership, current_user)
+    else:
+        campaign = lifecycle.perform(g.workspace, campaign.id, "submit", g.membership, current_user)
+        if campaign.status == "Building":
+            flash("Submitted. Recipients are being assigned to the days of the window; then the campaign "
+                  "goes to the moderation queue. You will see the decision on this page.", "success")
+        else:
+            flash("Submitted to moderation. A moderator approves or rejects it; the decision and any note "
+                  "appear on this page and in its Audit tab.", "success")
+        return redirect(_detail_url(campaign))
+    if leave:
+        flash(f"Draft #{campaign.id} saved. Continue it any time from the campaigns list.", "success")
+        return redirect(url_for("campaigns.index", slug=g.workspace.slug))
+    return redirect(_wizard_url(campaign, drafts.next_step(campaign, step)))
+
+
+def _widget_upload(campaign):
+    """The latest upload's status for the widget (the recipients service's shape when it exists)."""
+    try:
+        from services import recipients
+    except ImportError:
+        recipients = None
+    if recipients is not None and hasattr(recipients, "widget_upload"):
+        return recipients.widget_upload(campaign)
+    return db.session.execute(select(Upload).where(Upload.campaign_id == campaign.id)
+                              .order_by(Upload.id.desc()).limit(1)).scalar_one_or_none()
+
+
+def _render(campaign, step, form, status=200):
+    context = {"campaign": campaign, "step": step, "form": form, "steps": drafts.STEPS,
+               "step_list": drafts.steps_for(campaign), "mode_help": drafts.MODE_HELP,
+               "back_step": drafts.previous_step(campaign, step)}
+    if step == 3:
+        context["smpp_defaults"] = drafts.effective_smpp(campaign)[1]
+    if step == 4:
+        context["has_upload_widget"] = upload_widget_available()
+        context["upload"] = _widget_upload(campaign)
+        context["uploads_running"] = lifecycle.uploads_running(campaign)
+    if step == 5:
+        context["review"] = drafts.review(campaign)
+    if step == 2:
+        context["has_senders"] = len(form.sender_revision_id.choices) > 1
+        context["senders_url"] = (url_for("senders.index", slug=g.workspace.slug)
+                                  if "senders.index" in current_app.view_functions else None)
+        context["info"] = segments.count((form.text.data or "").replace("\r\n", "\n"))
+    if step == 5:
+        context["tz"] = ZoneInfo(g.workspace.timezone or "UTC")
+    return render_template("campaigns/wizard.html", **context), status

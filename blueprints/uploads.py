@@ -1,0 +1,111 @@
+"""Browser recipient uploads (wizard step 4) and the progress endpoint its bar polls.
+
+The file arrives as the RAW request body (`fetch` with `X-CSRFToken` and `X-Filename`,
+`Content-Type: application/octet-stream`), so Werkzeug never parses it and Flask-WTF never reads
+`request.form`: the route is exempt from the global CSRF hook and checks the header token itself
+after raising its own size limit. Without JavaScript the same URL takes a plain multipart form
+(≤ 50 MB; Werkzeug spools that part to a temp file, which we then copy to the spool).
+"""
+from urllib.parse import unquote, urlsplit
+
+from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import ValidationError
+
+from blueprints.access import workspace_route
+from extensions import csrf
+from services import campaigns, recipients
+from services.errors import DomainError, Forbidden
+
+bp = Blueprint("uploads", __name__, url_prefix="/w/<slug>")
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around the file
+
+
+def _error(exc, as_json):
+    if as_json:
+        return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
+    flash(exc.message, "error")
+    return redirect(_back())
+
+
+def _back():
+    try:
+        target = request.form.get("next", "") if request.mimetype == "multipart/form-data" else ""
+    except RequestEntityTooLarge:
+        target = ""
+    parts = urlsplit(target)
+    if target.startswith(f"/w/{g.workspace.slug}/") and not parts.netloc and not parts.scheme:
+        return target
+    return url_for("workspace.overview", slug=g.workspace.slug)
+
+
+def _too_large(limit):
+    return recipients.UploadTooLarge(
+        f"The file is larger than {recipients.human_size(limit)}, the limit for uploads in the browser. "
+        "Split it, or upload it through the API (up to 1 GB).")
+
+
+@bp.post("/campaigns/<int:campaign_id>/recipients")
+@csrf.exempt
+@workspace_route("recipients.upload")
+def upload(campaign_id):
+    is_form = request.mimetype == "multipart/form-data"
+    as_json = not is_form or request.accept_mimetypes.best == "application/json"
+    limit = recipients.browser_limit()
+    # Raise the app-wide 1 MB form limit for this route only, before anything touches the body.
+    request.max_content_length = limit + (FORM_OVERHEAD if is_form else 0)
+    if request.content_length is not None and request.content_length > request.max_content_length:
+        return _error(_too_large(limit), as_json)
+    try:
+        token = request.form.get("csrf_token") if is_form else \
+            (request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token"))
+        validate_csrf(token)
+    except RequestEntityTooLarge:
+        return _error(_too_large(limit), as_json)
+    except ValidationError:
+        raise CSRFError("The upload was not sent from this site's page; reload it and try again.")
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return _error(DomainError("Send the file as application/octet-stream (or as a multipart form).",
+                                  code="unsupported_media_type", status=415), as_json)
+    try:
+        campaign = campaigns.get_campaign(g.workspace, campaign_id, g.membership, current_user)
+        if not campaigns.is_owner_or_manager(campaign, g.membership, current_user):
+            raise Forbidden("Only the campaign's author or a workspace admin can upload recipients.")
+        recipients.ensure_may_upload(campaign)
+        if is_form:
+            part = request.files.get("file")
+            if part is None or not part.filename:
+                raise DomainError("Choose a .csv or .txt file to upload.", code="no_file")
+            name, stream = recipients.check_filename(part.filename), part.stream
+        else:
+            name, stream = recipients.check_filename(unquote(request.headers.get("X-Filename", ""))), request.stream
+        path, size = recipients.spool_stream(stream, limit)
+        upload = recipients.start_upload(campaign, spool_path=path, size=size, source="browser",
+                                         original_name=name, user=current_user)
+    except RequestEntityTooLarge:
+        return _error(_too_large(limit), as_json)
+    except DomainError as exc:
+        if isinstance(exc, recipients.UploadTooLarge):
+            exc = _too_large(limit)
+        return _error(exc, as_json)
+    recipients.enqueue_ingest(upload)
+    status_url = url_for("uploads.status", slug=g.workspace.slug, upload_id=upload.id)
+    if as_json:
+        return jsonify({"id": upload.id, "state": upload.state, "bytes": size, "status_url": status_url}), 202
+    flash(f"“{name or 'The file'}” was received ({recipients.human_size(size)}); the recipients are being "
+          "read now — this page shows the progress.", "success")
+    return redirect(_back())
+
+
+@bp.get("/uploads/<int:upload_id>/status")
+@workspace_route("campaigns.view")
+def status(upload_id):
+    try:
+        upload = recipients.get_upload(g.workspace, upload_id, g.membership, current_user)
+    except DomainError as exc:
+        return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
+    response = jsonify(recipients.upload_status(upload))
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,62 @@
+"""Export jobs on the `exports` queue: build one export file; remove expired ones (periodic).
+
+`build_export` is idempotent: a re-run after a crash rewrites the same generated file from the
+start (the row is `done` only once the file is complete). Progress goes to `job.meta['progress']`
+and to the Export row. When no retry is left, `on_export_failure` marks the row failed.
+"""
+import logging
+import time
+
+from rq import get_current_job
+
+from jobs import app_job
+
+log = logging.getLogger("mc.jobs.exports")
+
+
+def _report(progress):
+    job = get_current_job()
+    if job is not None:
+        job.meta["progress"] = progress
+        job.save_meta()
+
+
+@app_job
+def build_export(export_id):
+    from services import exports, metrics
+
+    started = time.monotonic()
+    export = exports.build(export_id, on_progress=_report)
+    metrics.observe_job("build_export", "exports", time.monotonic() - started)
+    if export is None:
+        return None
+    return {"state": export.state, "rows": export.rows}
+
+
+@app_job
+def expire_exports():
+    from services import exports
+
+    removed = exports.expire()
+    if removed:
+        log.info("exports: %s expired export(s) removed", removed)
+    return removed
+
+
+def on_export_failure(job, connection, exc_type, exc_value, tb):
+    """RQ failure callback: when no retry is left the export is marked failed (its file removed)."""
+    if job.retries_left:
+        return
+    export_id = job.args[0] if job.args else None
+
+    @app_job
+    def mark(export_id):
+        from services import exports
+
+        exports.mark_failed(export_id, f"Export stopped after retries: {exc_type.__name__}: {exc_value}")
+
+    if export_id is not None:
+        try:
+            mark(export_id)
+        except Exception:  # the callback must never hide RQ's own failure handling
+            log.exception("could not record the failure of export %s", export_id)

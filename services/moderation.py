@@ -1,0 +1,176 @@
+"""The moderation queue, generic over "things that await moderation".
+
+Each kind (campaigns, sender revisions) provides the same small protocol — count, list,
+author_id, approve, reject, serialize — and the queue page, its polling endpoint and the API
+work on any kind through it. The decisions themselves stay with their owners: campaigns go
+through the campaign transition table (services/campaigns.py), revisions through
+services/senders.py; both obey services/moderation_rules.py (permission + four-eyes).
+"""
+from typing import Protocol
+
+from sqlalchemy import func, select
+
+from extensions import db
+from models import Campaign
+from services import campaigns, permissions, senders
+from services.errors import Conflict, DomainError, NotFound
+from services.moderation_rules import ensure_may_decide, may_decide
+
+QUEUE_LIMIT = 200   # rows shown per tab; the count is always the full number
+PREVIEW_CHARS = 120
+
+
+class QueueKind(Protocol):
+    name: str     # in URLs and JSON: "campaign" | "sender_revision"
+    tab: str      # the page's ?tab= value
+    label: str    # the tab's title
+    noun: str     # "campaign", "sender revision" — for messages
+
+    def count(self, workspace) -> int: ...
+    def list(self, workspace, limit=QUEUE_LIMIT) -> list: ...
+    def author_id(self, item): ...
+    def approve(self, workspace, item_id, membership, user): ...
+    def reject(self, workspace, item_id, membership, user, note): ...
+    def serialize(self, item) -> dict: ...
+
+
+def _when(value):
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+
+
+class CampaignQueue:
+    name, tab, label, noun = "campaign", "campaigns", "Campaigns", "campaign"
+
+    @staticmethod
+    def _awaiting(workspace):
+        return (Campaign.workspace_id == workspace.id, Campaign.status == "Pending",
+                Campaign.moderation == "awaiting", Campaign.archived_at.is_(None))
+
+    def count(self, workspace):
+        return db.session.execute(select(func.count(Campaign.id)).where(*self._awaiting(workspace))).scalar_one()
+
+    def list(self, workspace, limit=QUEUE_LIMIT):
+        query = (select(Campaign).where(*self._awaiting(workspace))
+                 .order_by(Campaign.submitted_at, Campaign.id).limit(limit))
+        return list(db.session.execute(query).scalars())
+
+    def author_id(self, item):
+        return item.author_id
+
+    def _ensure_undecided(self, workspace, campaign_id, membership, user):
+        """Load the campaign and refuse with "already approved by X at T" when another decision came
+        first. The lifecycle's own check looks at the status before the moderation, so a late
+        decision would otherwise read "Cannot approve a campaign that is Sending". The caller keeps
+        the returned object alive: the session's identity map holds it weakly, and a reload inside
+        the lifecycle would again see the moved-on status instead of losing at the conditional UPDATE."""
+        campaign = campaigns.get_campaign(workspace, campaign_id, membership, user)
+        ensure_may_decide(workspace, membership, user, campaign.author_id, "campaign")
+        if campaign.moderation in ("approved", "rejected") and campaign.moderated_at is not None:
+            who = campaign.moderated_by.email if campaign.moderated_by else "another moderator"
+            raise Conflict(f"Campaign #{campaign.id} was already {campaign.moderation} by {who} at "
+                           f"{campaign.moderated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}.", code="already_decided")
+        return campaign
+
+    def approve(self, workspace, item_id, membership, user):
+        checked = self._ensure_undecided(workspace, item_id, membership, user)  # noqa: F841 (kept alive)
+        return campaigns.approve(workspace, item_id, membership, user)
+
+    def reject(self, workspace, item_id, membership, user, note):
+        checked = self._ensure_undecided(workspace, item_id, membership, user)  # noqa: F841 (kept alive)
+        return campaigns.reject(workspace, item_id, membership, user, note)
+
+    def serialize(self, item):
+        revision = item.sender_revision
+        text = item.message_text or ""
+        return {
+            "kind": self.name, "id": item.id, "workspace_id": item.workspace_id, "name": item.name,
+            "mode": item.mode, "status": item.status, "moderation": item.moderation,
+            "author": item.author.email if item.author else None,
+            "saddr": item.saddr or (revision.saddr if revision else None),
+            "saddr_overridden": bool(revision and item.saddr and item.saddr != revision.saddr),
+            "sender_revision_id": item.sender_revision_id,
+            "recipients_count": item.recipients_count,
+            "message_preview": text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…",
+            "submitted_at": _when(item.submitted_at),
+        }
+
+
+class SenderRevisionQueue:
+    name, tab, label, noun = "sender_revision", "senders", "Sender revisions", "sender revision"
+
+    def count(self, workspace):
+        return senders.count_pending(workspace)
+
+    def list(self, workspace, limit=QUEUE_LIMIT):
+        return senders.pending_revisions(workspace, limit=limit)
+
+    def author_id(self, item):
+        return item.created_by_id
+
+    def approve(self, workspace, item_id, membership, user):
+        return senders.approve(workspace, item_id, membership, user)
+
+    def reject(self, workspace, item_id, membership, user, note):
+        return senders.reject(workspace, item_id, membership, user, note)
+
+    def serialize(self, item):
+        current = senders.current_revision(item.sender)
+        return {
+            "kind": self.name, "id": item.id, "workspace_id": item.workspace_id, "sender_id": item.sender_id,
+            "sender_name": item.sender.label, "number": item.number, "saddr": item.saddr, "ston": item.ton,
+            "snpi": item.npi, "comment": item.comment, "state": item.state,
+            "author": item.created_by.email if item.created_by else None,
+            "current_saddr": current.saddr if current else None,
+            "submitted_at": _when(item.submitted_at),
+        }
+
+
+KINDS = {kind.name: kind for kind in (CampaignQueue(), SenderRevisionQueue())}
+TABS = {kind.tab: kind for kind in KINDS.values()}
+
+
+def get_kind(name):
+    kind = KINDS.get(name)
+    if kind is None:
+        raise NotFound(f"There is no moderation queue called {name!r}; use {' or '.join(KINDS)}.")
+    return kind
+
+
+def kind_for_tab(tab):
+    return TABS.get(tab) or next(iter(KINDS.values()))
+
+
+def counts(workspace):
+    return {name: kind.count(workspace) for name, kind in KINDS.items()}
+
+
+def items(workspace, kind_name, limit=QUEUE_LIMIT):
+    return get_kind(kind_name).list(workspace, limit=limit)
+
+
+def can_decide(workspace, membership, user, kind_name, item):
+    """Should the page offer Approve/Reject for this item (permission and four-eyes)?"""
+    return may_decide(workspace, membership, user, get_kind(kind_name).author_id(item))
+
+
+def is_own(user, kind_name, item):
+    return get_kind(kind_name).author_id(item) == user.id
+
+
+def decide(workspace, kind_name, item_id, decision, membership, user, note=None):
+    """Approve or reject one item; raises Forbidden (four-eyes), Conflict `already_decided` (lost a
+    race), NotFound (another workspace's id) or DomainError (reject without a note)."""
+    kind = get_kind(kind_name)
+    permissions.require("moderation.decide", membership, superadmin=user.is_superadmin)
+    if decision == "approve":
+        return kind.approve(workspace, item_id, membership, user)
+    if decision == "reject":
+        if not (note or "").strip():
+            raise DomainError(f"Write a note saying why the {kind.noun} is rejected; the author will see it.",
+                              code="note_required")
+        return kind.reject(workspace, item_id, membership, user, note.strip())
+    raise NotFound(f"Unknown decision {decision!r}; use approve or reject.")
+
+
+def serialize(kind_name, item):
+    return get_kind(kind_name).serialize(item)

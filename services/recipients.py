@@ -1,0 +1,727 @@
+"""Recipient lists: the spool writer, the chunked ingest core and the Recipients tab listing.
+
+One pipeline for every source (browser, API, CLI): the request body is copied in fixed chunks
+to a spool file with a generated name under MC_DATA_DIR/spool (the size limit is enforced while
+copying), an Upload row is committed, and `jobs.uploads.ingest_upload` calls `ingest()` here.
+`ingest()` reads the spool from the committed byte offset in chunks of UPLOAD_CHUNK_LINES lines,
+normalises every line with `services.numbers.normalise_number`, and commits per chunk in ONE
+transaction: the recipients (COPY into a staging table + INSERT … ON CONFLICT DO NOTHING on
+PostgreSQL; batched executemany into a staging table + INSERT OR IGNORE on SQLite), the job
+errors, the upload counters with the new offset, and the campaign counters. A chunk always ends
+on a line boundary, so a worker killed at any moment resumes without losing or re-counting a
+line. Stop-listed numbers are counted and NOT stored (dispatch re-checks the stop-list anyway).
+Neither the web process nor the worker ever holds the whole file or its list of numbers.
+"""
+import csv
+import hmac
+import logging
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import text
+
+import audit
+from extensions import db
+from models import Campaign, utcnow
+from models.campaigns import JobError
+from models.recipients import Recipient, Upload
+from services import campaigns as campaign_rules
+from services.errors import DomainError
+from services.numbers import (MAX_DIGITS, MIN_DIGITS, BadNumber, ctn_hash, display_number, hash_key, mask_number,
+                              normalise_number)
+
+log = logging.getLogger("mc.recipients")
+
+COPY_CHUNK_BYTES = 1024 * 1024          # the spool writer's fixed read size
+HEAD_BYTES = 64 * 1024                  # how much of the file's start decides "is this text?"
+MAX_LINE_BYTES = 64 * 1024              # a longer line is a job error (and is skipped in pieces)
+RAW_MAX = 120                           # JobError.raw column size
+ALLOWED_EXTENSIONS = (".csv", ".txt")
+HEADER_NAMES = re.compile(r"^(phone|phones|phone.?number|mobile|mobile.?number|msisdn|number|numbers|"
+                          r"ctn|tel|telephone|cell|recipient|recipients|to|destination|dest|dnis)$")
+DELIMITERS = (",", ";", "\t")
+BOM = b"\xef\xbb\xbf"
+
+
+class UploadTooLarge(DomainError):
+    code = "too_large"
+    status = 413
+
+
+class IngestFailed(Exception):
+    """A non-retryable failure of the whole file (not text, spool gone): the build fails."""
+
+
+def _cfg(name, default):
+    value = current_app.config.get(name)
+    return default if value is None else value
+
+
+def browser_limit():
+    return int(_cfg("UPLOAD_BROWSER_MAX_BYTES", 50 * 1024 * 1024))
+
+
+def api_limit():
+    return int(_cfg("UPLOAD_API_MAX_BYTES", 1024 * 1024 * 1024))
+
+
+def chunk_lines():
+    return max(1, int(_cfg("UPLOAD_CHUNK_LINES", 50_000)))
+
+
+def errors_stored():
+    return int(_cfg("UPLOAD_ERRORS_STORED", 1000))
+
+
+def spool_dir():
+    path = os.path.join(current_app.config["MC_DATA_DIR"], "spool")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def human_size(n):
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}".replace(".0 ", " ")
+        n /= 1024
+    return str(n)
+
+
+# --- spool writer ---------------------------------------------------------------------------
+
+def spool_stream(stream, limit, *, chunk_size=COPY_CHUNK_BYTES):
+    """Copy `stream` to a new spool file in fixed chunks; returns (path, size).
+
+    Raises UploadTooLarge as soon as more than `limit` bytes arrived (the partial file is
+    removed). Only `chunk_size` bytes are ever held in memory.
+    """
+    path = os.path.join(spool_dir(), f"{uuid.uuid4().hex}.upload")
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                block = stream.read(chunk_size)
+                if not block:
+                    break
+                size += len(block)
+                if size > limit:
+                    raise UploadTooLarge(f"The file is larger than the limit of {human_size(limit)}.")
+                out.write(block)
+    except BaseException:
+        discard_spool(path)
+        raise
+    return path, size
+
+
+def discard_spool(path):
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, TypeError):
+        pass
+
+
+def check_filename(name):
+    """Browser/API file names: only .csv and .txt (the content is checked again by the ingest)."""
+    name = os.path.basename((name or "").replace("\\", "/")).strip()[:255]
+    if name and not name.lower().endswith(ALLOWED_EXTENSIONS):
+        raise DomainError(f"“{name}” is not a .csv or .txt file. Export the list as CSV (UTF-8) or plain text.",
+                          code="unsupported_file", status=415)
+    return name
+
+
+# --- starting an upload ---------------------------------------------------------------------
+
+def ensure_may_upload(campaign):
+    if campaign.mode == "Trigger":
+        raise DomainError("Trigger campaigns start empty; numbers arrive through the API after the start.",
+                          code="trigger_campaign", status=409)
+    if campaign.archived_at is not None or campaign.status != "New":
+        what = "being built" if campaign.status == "Building" else campaign.status
+        raise DomainError(f"Recipients can be uploaded only to a draft campaign (this one is {what}).",
+                          code="not_a_draft", status=409)
+
+
+def start_upload(campaign, *, spool_path, size, source, original_name="", user=None):
+    """Commit the Upload row and move the campaign to Building; returns the upload.
+
+    The caller enqueues `ingest_upload(upload.id)` after this returns (the row is committed).
+    On any refusal the spool file is removed.
+    """
+    try:
+        ensure_may_upload(campaign)
+        if size == 0:
+            raise DomainError("The file is empty.", code="empty_file")
+        upload = Upload(workspace_id=campaign.workspace_id, campaign_id=campaign.id,
+                        created_by_id=user.id if user is not None else None, source=source,
+                        original_name=(original_name or "")[:255], spool_path=spool_path, state="queued",
+                        bytes_total=size, bytes_done=0)
+        db.session.add(upload)
+        db.session.flush()
+        campaign_rules.apply(campaign, "build", actor=user)   # commits the upload row with it
+    except BaseException:
+        db.session.rollback()
+        discard_spool(spool_path)
+        raise
+    audit.record("recipients.upload", workspace_id=campaign.workspace_id, object_type="campaign",
+                 object_id=campaign.id, after={"upload_id": upload.id, "bytes": size, "source": source,
+                                               "file": upload.original_name},
+                 **({} if user is not None else {"actor_email": "system", "actor_role": "system"}))
+    return upload
+
+
+def enqueue_ingest(upload):
+    from rq import Callback
+
+    from jobs import enqueue_job
+    from jobs.uploads import ingest_upload, on_ingest_failure
+
+    # Generous timeout: a 1 GB file at ~50k lines/s is a few minutes; retries resume from the offset.
+    job = enqueue_job(ingest_upload, upload.id, queue="uploads", timeout=6 * 3600,
+                      job_id=f"ingest-{upload.id}-{uuid.uuid4().hex[:8]}",
+                      on_failure=Callback(on_ingest_failure))
+    db.session.execute(db.update(Upload).where(Upload.id == upload.id).values(job_id=job.id))
+    db.session.commit()
+    return job
+
+
+def get_upload(workspace, upload_id, membership, user):
+    """Scoped lookup: the upload's campaign must be visible to the user (else 404)."""
+    upload = db.session.get(Upload, upload_id)
+    if upload is None or upload.workspace_id != workspace.id:
+        from services.errors import NotFound
+
+        raise NotFound("This upload does not exist in this workspace.")
+    campaign_rules.get_campaign(workspace, upload.campaign_id, membership, user)
+    return upload
+
+
+def upload_status(upload, errors_limit=20):
+    """The JSON shape shared by the page's progress bar and GET /api/v1/uploads/<id>."""
+    total = upload.bytes_total or 0
+    percent = 100 if upload.state == "done" else (int(upload.bytes_done * 100 / total) if total else 0)
+    errors = db.session.execute(
+        db.select(JobError).filter_by(upload_id=upload.id).order_by(JobError.id).limit(errors_limit)).scalars()
+    return {
+        "id": upload.id, "campaign_id": upload.campaign_id, "state": upload.state, "source": upload.source,
+        "file": upload.original_name, "bytes": total, "bytes_done": upload.bytes_done,
+        "lines": upload.lines, "accepted": upload.accepted, "duplicates": upload.duplicates,
+        "rejected": upload.rejected, "stop_listed": upload.stop_listed, "percent": min(percent, 100),
+        "error": upload.error, "created_at": upload.created_at.isoformat() if upload.created_at else None,
+        "finished_at": upload.finished_at.isoformat() if upload.finished_at else None,
+        "errors": [{"line": e.line_no, "reason": e.reason, "text": e.raw} for e in errors],
+    }
+
+
+def widget_upload(campaign):
+    """What wizard step 4 passes to `upload_widget`: the latest upload's status dict, or None."""
+    upload = latest_upload(campaign)
+    return upload_status(upload, errors_limit=50) if upload is not None else None
+
+
+def latest_upload(campaign):
+    return db.session.execute(db.select(Upload).filter_by(campaign_id=campaign.id)
+                              .order_by(Upload.id.desc()).limit(1)).scalar_one_or_none()
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+@dataclass
+class Layout:
+    """How the file's lines are read; derived from its first bytes, so a resumed run gets the same."""
+
+    delimiter: str = None
+    column: int = 0
+    header: bool = False
+
+
+def _split(line, delimiter):
+    if delimiter is None:
+        return [line]
+    if '"' in line:
+        try:
+            return next(csv.reader([line], delimiter=delimiter))
+        except (csv.Error, StopIteration):
+            return line.split(delimiter)
+    return line.split(delimiter)
+
+
+def _clean_cell(cell):
+    return cell.strip().strip('"').strip("'").strip().lower()
+
+
+def read_head(path):
+    """Decide whether the file is text and how to read it. Raises IngestFailed for non-text."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise IngestFailed(f"The uploaded file cannot be read ({exc.strerror or exc}).") from exc
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise IngestFailed("The file is UTF-16 text; save it as CSV UTF-8 (or plain text) and upload again.")
+    if b"\x00" in head:
+        raise IngestFailed("The file is not a text file (it contains binary data); upload a .csv or .txt list.")
+    if head.startswith(BOM):
+        head = head[len(BOM):]
+    sample = head
+    if len(head) == HEAD_BYTES and b"\n" in head:
+        sample = head[:head.rfind(b"\n")]  # do not judge a character cut in half at the end
+    try:
+        text_head = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestFailed("The file is not UTF-8 text (wrong encoding, or not a text file); "
+                           "save it as CSV UTF-8 and upload again.") from exc
+    lines = [ln for ln in text_head.splitlines() if ln.strip()][:20]
+    return sniff(lines)
+
+
+def sniff(lines):
+    """Delimiter (`,` `;` tab, or none), header row and the number column from the first lines."""
+    layout = Layout()
+    if not lines:
+        return layout
+    first = lines[0]
+    counts = {d: sum(ln.count(d) for ln in lines[:5]) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    layout.delimiter = best if counts[best] else None
+    cells = [_clean_cell(c) for c in _split(first, layout.delimiter)]
+    for i, cell in enumerate(cells):
+        if HEADER_NAMES.match(cell.replace(" ", "_")):
+            layout.header, layout.column = True, i
+            return layout
+    try:
+        _number(_split(first, layout.delimiter)[0])
+    except BadNumber:
+        # Looks like a header when it has letters and the next line has a number in column 0.
+        if any(ch.isalpha() for ch in first):
+            layout.header = True
+    return layout
+
+
+def _number(cell):
+    value = normalise_number(cell)
+    if not value.isascii():  # str.isdigit() accepts e.g. Arabic-Indic digits; we store ASCII only
+        raise BadNumber("contains characters other than digits")
+    return value
+
+
+def _raw_for_error(raw):
+    raw = raw.replace("\x00", "").strip()
+    if raw[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        raw = "'" + raw  # never store something a spreadsheet would run as a formula
+    return raw if len(raw) <= RAW_MAX else raw[:RAW_MAX - 1] + "…"
+
+
+def parse_line(line, layout):
+    """One decoded line -> normalised number; raises BadNumber with the reason."""
+    cells = _split(line, layout.delimiter)
+    try:
+        if layout.column >= len(cells):
+            raise BadNumber(f"no column {layout.column + 1} (the number column) on this line")
+        return _number(cells[layout.column])
+    except BadNumber as exc:
+        cell = cells[layout.column] if layout.column < len(cells) else line
+        others = [d for d in DELIMITERS if d != layout.delimiter and d in cell]
+        if others:
+            shown = "tab" if others[0] == "\t" else f"“{others[0]}”"
+            used = "none" if layout.delimiter is None else ("tab" if layout.delimiter == "\t" else f"“{layout.delimiter}”")
+            raise BadNumber(f"mixed delimiters: this line uses {shown}, the file uses {used}") from exc
+        raise
+
+
+@dataclass
+class Chunk:
+    end_offset: int
+    lines: int = 0
+    numbers: list = field(default_factory=list)      # (number, hash) in file order
+    errors: list = field(default_factory=list)       # (line_no, reason, raw)
+    rejected: int = 0
+
+
+READ_BLOCK = 1024 * 1024                # the ingest reads the spool in blocks of whole lines
+FAST_STRIP = b" \t\r\n\f\v-.()[]/"       # what normalise_number removes, for ASCII bytes
+
+
+def _hasher(key):
+    """ctn_hash with a bound key, using the one-shot C HMAC (same value as numbers.ctn_hash)."""
+    try:
+        from _hashlib import hmac_digest as digest  # the C one-shot behind hmac.digest
+    except ImportError:  # pragma: no cover - other Python builds
+        digest = hmac.digest
+
+    def hash_number(number):
+        return digest(key, number.encode("ascii"), "sha256").hex()
+
+    return hash_number
+
+
+def read_chunk(fh, start_offset, first_line_no, layout, max_lines, key, keep_errors):
+    """Read up to `max_lines` physical lines starting at byte `start_offset`.
+
+    Reads blocks of whole lines (never more than READ_BLOCK bytes at once); `end_offset` is the
+    byte just after the last line consumed, so a chunk always ends on a line boundary.
+    """
+    chunk = Chunk(end_offset=start_offset)
+    numbers, errors = chunk.numbers, chunk.errors
+    hash_number = _hasher(key)
+    delimiter, column = layout.delimiter, layout.column
+    delim_b = delimiter.encode() if delimiter else None
+    line_no = first_line_no
+    pos = start_offset
+
+    def reject(reason, text):
+        chunk.rejected += 1
+        if len(errors) < keep_errors:
+            errors.append((line_no, reason[:200], _raw_for_error(text)))
+
+    while chunk.lines < max_lines:
+        fh.seek(pos)
+        block = fh.read(READ_BLOCK)
+        if not block:
+            break
+        at_eof = len(block) < READ_BLOCK
+        if not at_eof:
+            cut = block.rfind(b"\n")
+            if cut == -1:
+                # One line longer than a whole block: skip it in bounded pieces (a 1 GB "line" too).
+                line_no += 1
+                chunk.lines += 1
+                reject(f"line longer than {MAX_LINE_BYTES // 1024} KB", block[:RAW_MAX].decode("utf-8", "replace"))
+                pos += len(block)
+                while True:
+                    piece = fh.read(READ_BLOCK)
+                    if not piece:
+                        break
+                    nl = piece.find(b"\n")
+                    if nl != -1:
+                        pos += nl + 1
+                        break
+                    pos += len(piece)
+                continue
+            block = block[:cut + 1]
+        lines = block.split(b"\n")
+        if block.endswith(b"\n"):
+            lines.pop()  # the empty piece after the final newline
+        room = max_lines - chunk.lines
+        last_without_newline = at_eof and not block.endswith(b"\n") and len(lines) <= room
+        if len(lines) > room:
+            lines = lines[:room]
+        for raw in lines:
+            line_no += 1
+            if pos == 0:
+                pos += len(raw) + 1
+                if raw.startswith(BOM):
+                    raw = raw[len(BOM):]
+                if layout.header:
+                    continue
+            else:
+                pos += len(raw) + 1
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if len(raw) > MAX_LINE_BYTES:
+                reject(f"line longer than {MAX_LINE_BYTES // 1024} KB", raw[:RAW_MAX].decode("utf-8", "replace"))
+                continue
+            # Fast path for ASCII cells without quotes: the same rules as normalise_number (a unit
+            # test checks they agree); anything unusual takes the slow path for its exact reason.
+            if b'"' not in raw and b"'" not in raw:
+                cells = raw.split(delim_b, column + 1) if delim_b else (raw,)
+                if len(cells) > column:
+                    cell = cells[column].translate(None, FAST_STRIP)
+                    if cell[:1] == b"+":
+                        cell = cell[1:]
+                    elif cell[:2] == b"00":
+                        cell = cell[2:]
+                    if cell.isdigit() and MIN_DIGITS <= len(cell) <= MAX_DIGITS:
+                        number = cell.decode("ascii")
+                        numbers.append((number, hash_number(number)))
+                        continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                reject("not valid UTF-8 text", raw.decode("utf-8", "replace"))
+                continue
+            if not line.strip() or (delimiter and not line.replace(delimiter, "").strip()):
+                continue  # blank lines are ignored, not errors
+            try:
+                number = parse_line(line, layout)
+            except BadNumber as exc:
+                reject(str(exc), line)
+                continue
+            numbers.append((number, hash_number(number)))
+        chunk.lines += len(lines)
+        if last_without_newline:
+            pos -= 1  # the file's last line has no newline to step over
+    chunk.end_offset = pos
+    return chunk
+
+
+# --- storing a chunk --------------------------------------------------------------------------
+
+def _dialect():
+    return db.session.get_bind().dialect.name
+
+
+def _store_numbers(campaign_id, workspace_id, numbers):
+    """Stage the chunk's numbers and insert the new ones; returns (inserted, stop_listed)."""
+    if not numbers:
+        return 0, 0
+    if _dialect() == "postgresql":
+        db.session.execute(text("CREATE TEMP TABLE IF NOT EXISTS mc_stage (number varchar(15) NOT NULL, "
+                                "ctn_hash varchar(64) NOT NULL) ON COMMIT DELETE ROWS"))
+        raw = db.session.connection().connection.driver_connection
+        payload = "".join(f"{n}\t{h}\n" for n, h in numbers)
+        with raw.cursor() as cur:
+            with cur.copy("COPY mc_stage (number, ctn_hash) FROM STDIN") as copy:
+                copy.write(payload)
+        conflict = "ON CONFLICT (campaign_id, number) DO NOTHING"
+        insert = "INSERT INTO recipients (campaign_id, number, ctn_hash, state)"
+    else:
+        db.session.execute(text("CREATE TEMP TABLE IF NOT EXISTS mc_stage (number TEXT NOT NULL, "
+                                "ctn_hash TEXT NOT NULL)"))
+        db.session.execute(text("DELETE FROM mc_stage"))
+        raw = db.session.connection().connection.driver_connection
+        raw.executemany("INSERT INTO mc_stage (number, ctn_hash) VALUES (?, ?)", numbers)
+        conflict = ""
+        insert = "INSERT OR IGNORE INTO recipients (campaign_id, number, ctn_hash, state)"
+    params = {"c": campaign_id, "w": workspace_id}
+    stop_listed = db.session.execute(text(
+        "SELECT count(*) FROM mc_stage s JOIN stop_list x ON x.workspace_id = :w AND x.number = s.number"),
+        params).scalar()
+    inserted = db.session.execute(text(
+        f"{insert} SELECT :c, s.number, s.ctn_hash, 'queued' FROM mc_stage s "
+        "WHERE NOT EXISTS (SELECT 1 FROM stop_list x WHERE x.workspace_id = :w AND x.number = s.number) "
+        f"{conflict}"), params).rowcount
+    if _dialect() != "postgresql":
+        db.session.execute(text("DELETE FROM mc_stage"))
+    return inserted, stop_listed
+
+
+def _commit_chunk(upload, chunk, start_offset):
+    """Everything of one chunk in ONE transaction; False when another run moved the offset first."""
+    # Claim the chunk: a conditional update on the committed offset (row lock on PostgreSQL).
+    claimed = db.session.execute(
+        db.update(Upload).where(Upload.id == upload.id, Upload.bytes_done == start_offset,
+                                Upload.state == "running").values(state="running")
+        .execution_options(synchronize_session=False)).rowcount
+    if not claimed:
+        db.session.rollback()
+        return False
+    inserted, stop_listed = _store_numbers(upload.campaign_id, upload.workspace_id, chunk.numbers)
+    duplicates = len(chunk.numbers) - inserted - stop_listed
+    if chunk.errors:
+        db.session.execute(db.insert(JobError), [
+            {"campaign_id": upload.campaign_id, "upload_id": upload.id, "line_no": ln, "reason": reason,
+             "raw": raw, "created_at": utcnow()} for ln, reason, raw in chunk.errors])
+    db.session.execute(
+        db.update(Upload).where(Upload.id == upload.id).values(
+            bytes_done=chunk.end_offset, lines=Upload.lines + chunk.lines, accepted=Upload.accepted + inserted,
+            duplicates=Upload.duplicates + duplicates, rejected=Upload.rejected + chunk.rejected,
+            stop_listed=Upload.stop_listed + stop_listed).execution_options(synchronize_session=False))
+    if inserted:
+        db.session.execute(
+            db.update(Campaign).where(Campaign.id == upload.campaign_id).values(
+                recipients_count=Campaign.recipients_count + inserted,
+                queued_count=Campaign.queued_count + inserted).execution_options(synchronize_session=False))
+    db.session.commit()
+    return True
+
+
+# --- the ingest -------------------------------------------------------------------------------
+
+def ingest(upload_id, on_progress=None, *, fail_campaign=True):
+    """Ingest one upload from its committed offset to the end. Idempotent and resumable.
+
+    Transient errors (database, Redis) propagate so RQ retries the job, which resumes from the
+    committed offset. A file that is not text fails the build: one job error, no recipients,
+    the upload `failed` and the campaign `fail`ed.
+    """
+    upload = db.session.get(Upload, upload_id)
+    if upload is None or upload.state in ("done", "failed"):
+        return upload
+    campaign = db.session.get(Campaign, upload.campaign_id)
+    if campaign.status != "Building":
+        return _abandon(upload, f"The campaign is {campaign.status}, not Building; the upload was stopped.")
+    if upload.state != "running":
+        upload.state = "running"
+        db.session.commit()
+    try:
+        layout = read_head(upload.spool_path)
+        if upload.bytes_done > upload.bytes_total:
+            raise IngestFailed("The upload's progress is past the end of its file.")
+        key = hash_key()
+        limit, keep = chunk_lines(), errors_stored()
+        with open(upload.spool_path, "rb") as fh:
+            while True:
+                db.session.refresh(upload)
+                if upload.state != "running":
+                    return upload
+                status = db.session.execute(db.select(Campaign.status).filter_by(id=campaign.id)).scalar()
+                if status != "Building":
+                    return _abandon(upload, f"The campaign became {status} during the upload; ingest stopped.")
+                start = upload.bytes_done
+                if start >= upload.bytes_total:
+                    break
+                fh.seek(start)
+                stored_errors = min(upload.rejected, keep)
+                chunk = read_chunk(fh, start, upload.lines, layout, limit, key, keep - stored_errors)
+                if chunk.lines == 0:
+                    break
+                _commit_chunk(upload, chunk, start)
+                if on_progress is not None:
+                    db.session.refresh(upload)
+                    on_progress(upload_status(upload, errors_limit=0))
+    except IngestFailed as exc:
+        return _fail(upload, str(exc), fail_campaign=fail_campaign)
+    except FileNotFoundError:
+        return _fail(upload, "The uploaded file is gone from the spool directory; upload it again.",
+                     fail_campaign=fail_campaign)
+    return _finish(upload)
+
+
+def _finish(upload):
+    db.session.refresh(upload)
+    campaign = db.session.get(Campaign, upload.campaign_id)
+    if upload.lines == 0 or (upload.accepted + upload.duplicates + upload.rejected + upload.stop_listed) == 0:
+        reason = "The file has no data lines (only a header)." if upload.lines else "The file is empty."
+        if not db.session.execute(db.select(JobError.id).filter_by(upload_id=upload.id, line_no=None)).first():
+            db.session.add(JobError(campaign_id=upload.campaign_id, upload_id=upload.id, reason=reason))
+    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+        from services import spread
+
+        spread.plan(campaign)
+    db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.state == "running")
+                       .values(state="done", finished_at=utcnow()).execution_options(synchronize_session=False))
+    db.session.commit()
+    db.session.refresh(upload)
+    discard_spool(upload.spool_path)
+    db.session.refresh(campaign)
+    if campaign.status == "Building" and not _other_active_uploads(upload):
+        campaign_rules.apply(campaign, "build_finished")
+    log.info("upload %s done: %s lines, %s accepted, %s duplicates, %s rejected, %s stop-listed",
+             upload.id, upload.lines, upload.accepted, upload.duplicates, upload.rejected, upload.stop_listed)
+    return upload
+
+
+def _other_active_uploads(upload):
+    return db.session.execute(db.select(Upload.id).where(
+        Upload.campaign_id == upload.campaign_id, Upload.id != upload.id,
+        Upload.state.in_(("queued", "running")))).first() is not None
+
+
+def _abandon(upload, message):
+    db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.state.in_(("queued", "running")))
+                       .values(state="failed", error=message[:500], finished_at=utcnow())
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
+    db.session.refresh(upload)
+    discard_spool(upload.spool_path)
+    return upload
+
+
+def _fail(upload, message, *, fail_campaign=True):
+    """Non-retryable: one job error, no recipients left behind, the campaign's build failed."""
+    db.session.rollback()
+    campaign = db.session.get(Campaign, upload.campaign_id)
+    removed = db.session.execute(db.delete(Recipient).where(Recipient.campaign_id == campaign.id)
+                                 .execution_options(synchronize_session=False)).rowcount
+    db.session.execute(db.update(Campaign).where(Campaign.id == campaign.id).values(recipients_count=0, queued_count=0)
+                       .execution_options(synchronize_session=False))
+    db.session.add(JobError(campaign_id=campaign.id, upload_id=upload.id, reason=message[:200]))
+    db.session.execute(db.update(Upload).where(Upload.id == upload.id).values(
+        state="failed", error=message[:500], finished_at=utcnow(), accepted=0)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    db.session.refresh(upload)
+    db.session.refresh(campaign)
+    discard_spool(upload.spool_path)
+    log.warning("upload %s failed: %s (%s recipients removed)", upload.id, message, removed)
+    if fail_campaign and campaign.status == "Building":
+        campaign_rules.apply(campaign, "fail")
+    return upload
+
+
+# --- the Recipients tab -----------------------------------------------------------------------
+
+@dataclass
+class RecipientRow:
+    id: int
+    number: str          # full or masked, as the viewer may see it
+    masked: bool
+    ctn_hash: str
+    hash_prefix: str
+    state: str
+    spread_day: object
+    smpp_status: str
+
+
+@dataclass
+class RecipientPage:
+    rows: list
+    next_cursor: int = None
+    total: int = 0       # from the campaign counter, never COUNT(*)
+
+
+def _search_clause(campaign, search):
+    """Full number (normalised, exact via the unique index) or a ctn_hash (prefix, ≥ 6 hex chars)."""
+    q = (search or "").strip().lower()
+    if not q:
+        return None
+    if re.fullmatch(r"[0-9a-f]{6,64}", q) and not q.isdigit():
+        return (Recipient.ctn_hash >= q, Recipient.ctn_hash < q + "g")
+    try:
+        return (Recipient.number == _number(q),)
+    except BadNumber:
+        if re.fullmatch(r"[0-9a-f]{6,64}", q):
+            return (Recipient.ctn_hash >= q, Recipient.ctn_hash < q + "g")
+        raise DomainError("Search by a full phone number or by a hash (at least 6 characters).",
+                          code="bad_search")
+
+
+def list_recipients(campaign, after_id=None, limit=50, *, may_view_full=False, search=None):
+    """One page of a campaign's recipients, keyset-paginated on uq(campaign_id, number).
+
+    `after_id` is the id of the last row of the previous page (an opaque cursor that does not
+    reveal a number). Viewing full numbers is audited.
+    """
+    limit = max(1, min(int(limit or 50), 500))
+    query = db.select(Recipient).where(Recipient.campaign_id == campaign.id)
+    clause = _search_clause(campaign, search)
+    if clause is not None:
+        query = query.where(*clause)
+    if after_id:
+        last = db.session.execute(db.select(Recipient.number).filter_by(id=int(after_id), campaign_id=campaign.id)
+                                  ).scalar()
+        if last is None:
+            raise DomainError("This page link is no longer valid; start from the first page.", code="bad_cursor")
+        query = query.where(Recipient.number > last)
+    found = list(db.session.execute(query.order_by(Recipient.number).limit(limit + 1)).scalars())
+    more = len(found) > limit
+    found = found[:limit]
+    rows = [RecipientRow(id=r.id, number=display_number(r.number, may_view_full), masked=not may_view_full,
+                         ctn_hash=r.ctn_hash, hash_prefix=r.ctn_hash[:12], state=r.state, spread_day=r.spread_day,
+                         smpp_status=r.smpp_status) for r in found]
+    if may_view_full and rows:
+        audit.record("recipients.view_full", workspace_id=campaign.workspace_id, object_type="campaign",
+                     object_id=campaign.id, after={"rows": len(rows), "first_id": rows[0].id, "search": bool(search)})
+    return RecipientPage(rows=rows, next_cursor=found[-1].id if more else None, total=campaign.recipients_count)
+
+
+def job_errors(campaign, limit=100, after_id=None):
+    """The campaign's Job errors (ingest line errors and build failures), oldest first."""
+    query = db.select(JobError).filter_by(campaign_id=campaign.id)
+    if after_id:
+        query = query.where(JobError.id > int(after_id))
+    return list(db.session.execute(query.order_by(JobError.id).limit(max(1, min(int(limit), 1000)))).scalars())
+
+
+def recipient_json(row):
+    return {"id": row.id, "number": row.number, "masked": row.masked, "ctn_hash": row.ctn_hash,
+            "state": row.state, "spread_day": row.spread_day.isoformat() if row.spread_day else None,
+            "smpp_status": row.smpp_status}
+
+
+__all__ = ["spool_stream", "start_upload", "enqueue_ingest", "ingest", "list_recipients", "job_errors",
+           "upload_status", "mask_number", "UploadTooLarge", "IngestFailed"]

@@ -1,0 +1,115 @@
+"""The one number normaliser, the keyed hash and the mask (services/numbers.py)."""
+import pytest
+
+from services.numbers import BadNumber, ctn_hash, display_number, mask_number, normalise_number
+from services.recipients import Layout, parse_line, sniff
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("+49 170 1234567", "491701234567"), ("0049-170-1234567", "491701234567"), ("(030) 123.456.78", "03012345678"),
+    ('"491701234567"', "491701234567"), ("  4917012345  ", "4917012345"), ("[49]170/1234567", "491701234567"),
+    ("1234567", "1234567"), ("123456789012345", "123456789012345"),
+])
+def test_normalise_accepts(raw, expected):
+    assert normalise_number(raw) == expected
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("", "empty"), ("   ", "empty"), ("123456", "too short"), ("1234567890123456", "too long"),
+    ("49170abc4567", "other than digits"), ("=1+2", "other than digits"), ("+", "empty"),
+])
+def test_normalise_rejects_with_a_reason(raw, reason):
+    with pytest.raises(BadNumber, match=reason):
+        normalise_number(raw)
+
+
+def test_non_ascii_digits_are_rejected_by_the_ingest():
+    with pytest.raises(BadNumber):
+        parse_line("٤٩١٧٠١٢٣٤٥٦٧", Layout())
+
+
+def test_ctn_hash_is_keyed(app):
+    assert ctn_hash("491701234567") == ctn_hash("491701234567")
+    assert ctn_hash("491701234567", b"k1") != ctn_hash("491701234567", b"k2")
+    assert len(ctn_hash("491701234567")) == 64
+
+
+def test_mask_shows_only_the_last_three_digits():
+    assert mask_number("491701234567") == "•" * 9 + "567"
+    assert display_number("491701234567", True) == "491701234567"
+    assert display_number("491701234567", False).endswith("567") and "4917" not in display_number("491701234567", False)
+
+
+@pytest.mark.parametrize("lines, delimiter, column, header", [
+    (["491701234567", "491701234568"], None, 0, False),
+    (["phone", "491701234567"], None, 0, True),
+    (["name;phone;city", "a;491701234567;b"], ";", 1, True),
+    (["Name,MSISDN", "a,491701234567"], ",", 1, True),
+    (["491701234567\tAnn", "491701234568\tBob"], "\t", 0, False),
+    (["first name, last name", "491701234567, x"], ",", 0, True),
+    (['"Phone Number";"Name"', '"+49 170";"x"'], ";", 0, True),
+])
+def test_sniff_delimiter_header_and_column(lines, delimiter, column, header):
+    layout = sniff(lines)
+    assert (layout.delimiter, layout.column, layout.header) == (delimiter, column, header)
+
+
+def test_parse_line_quoted_and_mixed():
+    assert parse_line('"Doe, Jane",+49 170 1234567', Layout(",", 1, True)) == "491701234567"
+    with pytest.raises(BadNumber, match="mixed delimiters"):
+        parse_line("a,491701234567", Layout(";", 1, True))
+
+
+def test_ingest_hash_is_the_same_as_ctn_hash(app):
+    from services.numbers import hash_key
+    from services.recipients import _hasher
+
+    assert _hasher(hash_key())("491701234567") == ctn_hash("491701234567")
+
+
+@pytest.mark.parametrize("max_lines", [1, 2, 3, 1000])
+def test_read_chunk_offsets_end_on_line_boundaries(app, tmp_path, max_lines):
+    """Reading in chunks of any size gives the same numbers, errors and line numbers as one read."""
+    from services.numbers import hash_key
+    from services.recipients import read_chunk, read_head
+
+    body = "\ufeffphone;x\r\n491701111111;a\r\n\r\nbad;b\r\n+49 170 2222222;c\r\n0049 170 3333333;d\r\n491704444444"
+    path = tmp_path / "f.csv"
+    path.write_bytes(body.encode())
+    layout = read_head(str(path))
+    numbers, errors, offset, lines = [], [], 0, 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = read_chunk(fh, offset, lines, layout, max_lines, hash_key(), 10)
+            if not chunk.lines:
+                break
+            numbers += [n for n, _ in chunk.numbers]
+            errors += [(ln, reason) for ln, reason, _ in chunk.errors]
+            offset, lines = chunk.end_offset, lines + chunk.lines
+    assert offset == len(body.encode()) and lines == 7
+    assert numbers == ["491701111111", "491702222222", "491703333333", "491704444444"]
+    assert errors == [(4, "contains characters other than digits")]
+
+
+@pytest.mark.parametrize("cell", [
+    "+49 170 1234567", "0049-170-1234567", "(030) 123.456.78", "[49]170/1234567", "4917012345", "00123",
+    "+0049170123456", "++49170123456", "123456", "1234567890123456", "0 0 49 170 1234567", "+", "00", "--",
+    "49\t170\t1234567", "4917012345a", "+(49) 170-12.34/567", "  +49 170 1234567  ",
+])
+def test_ingest_fast_path_agrees_with_normalise_number(app, tmp_path, cell):
+    from services.numbers import hash_key
+    from services.recipients import Layout, read_chunk
+
+    path = tmp_path / "one.csv"
+    path.write_bytes(cell.encode() + b";x\n")
+    with open(path, "rb") as fh:
+        chunk = read_chunk(fh, 1, 0, Layout(";", 0, False), 10, hash_key(), 10)
+    path.write_bytes(b"\n" + cell.encode() + b";x\n")
+    with open(path, "rb") as fh:
+        chunk = read_chunk(fh, 1, 0, Layout(";", 0, False), 10, hash_key(), 10)
+    try:
+        expected = normalise_number(cell)
+    except BadNumber:
+        expected = None
+    got = chunk.numbers[0][0] if chunk.numbers else None
+    assert got == expected
