@@ -100,7 +100,7 @@ def main():
             campaign_id = make_campaign(args.recipients)
             rq = os.path.join(os.path.dirname(sys.executable), "rq")
             for _ in range(args.workers):
-                procs.append(subprocess.Popen([rq, "worker", "--url", env["REDIS_URL"], "--path", ROOT, "dispatch"],
+                procs.append(subprocess.Popen([rq, "worker", "-w", "jobs.worker.AppWorker", "--url", env["REDIS_URL"], "--path", ROOT, "dispatch"],
                                               cwd=ROOT, env=env, start_new_session=True,
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(1.5)  # workers up

@@ -1,13 +1,18 @@
-"""The periodic jobs, declared as data for `rq cron jobs/cron.py` (one instance per installation)."""
+"""The periodic jobs, declared as data for `rq cron jobs/cron.py` (one instance per installation).
+
+Ticks go to the `default` queue so that the jobs they schedule (`dispatch`, `uploads`, `exports`),
+which workers take first, never wait behind a backlog of ticks.
+"""
 from rq import cron
 
 from jobs.dispatch import dispatch_tick, poll_delivery_reports
+from jobs.exports import expire_exports
+from jobs.gdpr import anonymise_numbers
 from jobs.maintenance import flush_audit_fallback, purge_audit
 
-cron.register(dispatch_tick, queue_name="dispatch", interval=2, job_timeout=120)
-cron.register(poll_delivery_reports, queue_name="dispatch", interval=2, job_timeout=120)
+cron.register(dispatch_tick, queue_name="default", interval=2, job_timeout=120)
+cron.register(poll_delivery_reports, queue_name="default", interval=2, job_timeout=120)
 cron.register(flush_audit_fallback, queue_name="default", interval=60)
 cron.register(purge_audit, queue_name="default", cron="17 3 * * *")
-from jobs.exports import expire_exports  # noqa: E402
-
-cron.register(expire_exports, queue_name="exports", interval=300)
+cron.register(expire_exports, queue_name="default", interval=300)
+cron.register(anonymise_numbers, queue_name="default", interval=600, job_timeout=300)

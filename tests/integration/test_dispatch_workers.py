@@ -50,7 +50,7 @@ def worker_env(app, core):
 
 
 def start_worker(env, burst=True):
-    args = [os.path.join(os.path.dirname(sys.executable), "rq"), "worker", "--url", env["REDIS_URL"],
+    args = [os.path.join(os.path.dirname(sys.executable), "rq"), "worker", "-w", "jobs.worker.AppWorker", "--url", env["REDIS_URL"],
             "--path", ROOT, "dispatch"]
     if burst:
         args.insert(2, "--burst")
