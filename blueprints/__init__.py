@@ -9,6 +9,7 @@ from services.errors import DomainError
 BLUEPRINT_MODULES = (
     "blueprints.home",
     "blueprints.auth",
+    "blueprints.security",
     "blueprints.admin",
     "blueprints.workspace",
     "blueprints.members",

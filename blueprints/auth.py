@@ -1,4 +1,8 @@
-"""Sign-in, sign-out and the account page (password change, own workspaces, join requests)."""
+"""Sign-in, sign-out and the account page (password change, own workspaces, join requests).
+
+An account with a second factor is only half signed in after the password: `session["2fa"]`
+holds the pending user and `/login/totp` (blueprints/security.py) finishes the sign-in."""
+import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
@@ -7,8 +11,10 @@ from flask_login import current_user, login_user, logout_user
 import audit
 from blueprints import flash_error
 from blueprints.access import login_only, public
+from extensions import db
 from forms.auth import ChangePasswordForm, ConfirmForm, LoginForm
-from services import accounts, join_requests, workspaces
+from models import utcnow
+from services import accounts, join_requests, sessions, totp, workspaces
 from services.errors import DomainError
 
 bp = Blueprint("auth", __name__)
@@ -35,7 +41,13 @@ def login():
             flash_error(exc)
             return render_template("auth/login.html", form=form), 401
         session.clear()  # new session on sign-in (no fixation)
+        if totp.is_enrolled(user):
+            # Half signed in: the second step (blueprints/security.py) finishes the sign-in.
+            session["2fa"] = {"uid": user.id, "epoch": user.session_epoch, "at": time.time(),
+                              "next": safe_next(request.args.get("next"))}
+            return redirect(url_for("security.login_totp"))
         login_user(user)
+        sessions.start(user)
         return redirect(safe_next(request.args.get("next")) or url_for("home.index"))
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
@@ -44,6 +56,10 @@ def login():
 @login_only
 def logout():
     audit.record("auth.logout")
+    row = sessions.current_row()
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+        db.session.commit()
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
@@ -62,8 +78,11 @@ def account():
             flash_error(exc)
         else:
             login_user(user)  # re-issue our session with the new epoch; other sessions end
+            sessions.start(user)
             flash("Password changed. Your other sessions were signed out.", "success")
             return redirect(url_for("auth.account"))
     return render_template("auth/account.html", form=form, logout_form=ConfirmForm(),
+                           totp_enrolled=totp.is_enrolled(current_user),
+                           min_length=accounts.min_password_length(current_user),
                            spaces=workspaces.workspaces_for(current_user),
                            requests=join_requests.requests_of_user(current_user))

@@ -5,7 +5,7 @@ from flask_login import current_user, login_user
 from blueprints import flash_error
 from blueprints.access import public
 from forms.auth import AcceptInvitationForm, ConfirmForm
-from services import accounts, invitations
+from services import accounts, invitations, sessions
 from services.errors import DomainError
 
 bp = Blueprint("invitations", __name__)
@@ -32,6 +32,7 @@ def accept(token):
             if not current_user.is_authenticated:
                 session.clear()  # a new session for the new account (no fixation), as on /login
                 login_user(user)
+                sessions.start(user)
             flash(f"Welcome to {workspace.name}.", "success")
             return redirect(url_for("workspace.overview", slug=workspace.slug))
     return render_template("invitations/accept.html", invitation=invitation, existing=existing, form=form,

@@ -1,7 +1,15 @@
-"""Sign-in, password change and invitation acceptance forms."""
+"""Sign-in (password and second step), password change, two-step set-up, invitation acceptance and
+GDPR mode forms."""
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms import (
+    BooleanField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange
 
 
 class LoginForm(FlaskForm):
@@ -29,3 +37,31 @@ class AcceptInvitationForm(FlaskForm):
 class ConfirmForm(FlaskForm):
     """A bare POST with a CSRF token (accept, revoke, sign out…)."""
     submit = SubmitField("Confirm")
+
+
+class SecondFactorForm(FlaskForm):
+    code = StringField("Code from your authenticator app, or a recovery code",
+                       validators=[DataRequired(), Length(max=32)])
+    submit = SubmitField("Verify")
+
+
+class TotpConfirmForm(FlaskForm):
+    code = StringField("Code shown by the app", validators=[DataRequired(), Length(max=16)])
+    submit = SubmitField("Turn on two-step sign-in")
+
+
+class TotpDisableForm(FlaskForm):
+    password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+    code = StringField("Code from your authenticator app, or a recovery code",
+                       validators=[DataRequired(), Length(max=32)])
+    new_password = PasswordField("New password (required when your password is shorter than the "
+                                 "password-only minimum)", validators=[Length(max=128)])
+    submit = SubmitField("Turn off two-step sign-in")
+
+
+class GdprEnableForm(FlaskForm):
+    retention_days = IntegerField("Keep recipient numbers of finished campaigns for (days)",
+                                  validators=[DataRequired(), NumberRange(min=1, max=3650)])
+    confirm = BooleanField("I understand that anonymised numbers cannot be restored and that GDPR mode "
+                           "cannot be turned off.", validators=[DataRequired()])
+    submit = SubmitField("Turn on GDPR mode")

@@ -5,6 +5,7 @@ they execute in an `rq worker` process (which builds the app once) or in a test'
 (which already has one).
 """
 import functools
+import time
 
 from flask import current_app, has_app_context
 from rq import Queue, Retry
@@ -20,15 +21,29 @@ def app_job(fn):
     def wrapper(*args, **kwargs):
         global _worker_app
         if has_app_context():
-            return fn(*args, **kwargs)
+            return _timed(fn, args, kwargs)
         if _worker_app is None:
             from app import create_app
 
             _worker_app = create_app()
         with _worker_app.app_context():
-            return fn(*args, **kwargs)
+            return _timed(fn, args, kwargs)
 
     return wrapper
+
+
+def _timed(fn, args, kwargs):
+    """Run a job and record its duration (mc_job_duration_seconds), failed or not."""
+    from rq import get_current_job
+
+    from services.metrics import observe_job
+
+    started = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        job = get_current_job()
+        observe_job(fn.__name__, job.origin if job else "inline", time.perf_counter() - started)
 
 
 def get_queue(name="default"):

@@ -5,7 +5,6 @@ start (the row is `done` only once the file is complete). Progress goes to `job.
 and to the Export row. When no retry is left, `on_export_failure` marks the row failed.
 """
 import logging
-import time
 
 from rq import get_current_job
 
@@ -23,11 +22,9 @@ def _report(progress):
 
 @app_job
 def build_export(export_id):
-    from services import exports, metrics
+    from services import exports
 
-    started = time.monotonic()
     export = exports.build(export_id, on_progress=_report)
-    metrics.observe_job("build_export", "exports", time.monotonic() - started)
     if export is None:
         return None
     return {"state": export.state, "rows": export.rows}

@@ -7,10 +7,11 @@ from sqlalchemy import update
 import audit
 from extensions import db
 from models import User, utcnow
-from services import passwords
+from services import passwords, totp
 from services.errors import DomainError
 
 SIGN_IN_REFUSED = "Invalid e-mail or password, or the account is temporarily locked. Try again in a minute."
+SECOND_FACTOR_REFUSED = "Invalid code, or the account is temporarily locked. Try again in a minute."
 
 
 def normalise_email(email):
@@ -43,22 +44,51 @@ def authenticate(email, password):
         _count_failure(user, now)
         raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
 
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-    db.session.commit()
+    if totp.is_enrolled(user):
+        # The failure counter is NOT reset here: only a complete sign-in resets it, so knowing the
+        # password does not buy fresh guesses at the second factor.
+        db.session.commit()
+        audit.record("auth.password_ok", actor_id=user.id, actor_email=user.email, note="second factor required")
+        return user
+    _signed_in(user, now)
     audit.record("auth.login", actor_id=user.id, actor_email=user.email)
     return user
 
 
-def _count_failure(user, now):
+def _signed_in(user, now):
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    db.session.commit()
+
+
+def complete_second_factor(user_id, code):
+    """The second step of a sign-in: a TOTP or recovery code. Failures count towards the same
+    lockout as wrong passwords; a locked account is refused with the same message."""
+    user = db.session.get(User, user_id)
+    now = utcnow()
+    if user is None or not user.is_active:
+        raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
+    if user.locked_until and user.locked_until > now:
+        audit.record("auth.login_failed", actor_id=user.id, actor_email=user.email, note="account locked (second factor)")
+        raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
+    method = totp.verify(user, code)
+    if method is None:
+        _count_failure(user, now, note="wrong second-factor code")
+        raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
+    _signed_in(user, now)
+    audit.record("auth.login", actor_id=user.id, actor_email=user.email, note=f"second factor: {method}")
+    return user
+
+
+def _count_failure(user, now, note=None):
     threshold = current_app.config["LOCKOUT_THRESHOLD"]
     db.session.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1))
     db.session.commit()
     db.session.refresh(user)
-    note = "wrong password" if user.is_active else "inactive account"
+    note = note or ("wrong password" if user.is_active else "inactive account")
     if user.failed_logins >= threshold:
         until = now + timedelta(seconds=current_app.config["LOCKOUT_SECONDS"])
         db.session.execute(update(User).where(User.id == user.id).values(locked_until=until, failed_logins=0))
@@ -69,8 +99,16 @@ def _count_failure(user, now):
     audit.record("auth.login_failed", actor_id=user.id, actor_email=user.email, note=note)
 
 
-def check_password_policy(password, email=None):
-    errors = passwords.policy_errors(password, email=email, min_length=current_app.config["PASSWORD_MIN_LENGTH"])
+def min_password_length(user=None):
+    """15 for a password-only account, 8 once a second factor is enrolled (NIST 800-63B rev. 4)."""
+    if user is not None and user.id is not None and totp.is_enrolled(user):
+        return totp.totp_min_password_length()
+    return current_app.config["PASSWORD_MIN_LENGTH"]
+
+
+def check_password_policy(password, email=None, *, user=None, min_length=None):
+    min_length = min_length if min_length is not None else min_password_length(user)
+    errors = passwords.policy_errors(password, email=email, min_length=min_length)
     if errors:
         raise DomainError(" ".join(errors), code="weak_password")
 
@@ -93,7 +131,7 @@ def create_user(email, password, *, name="", is_superadmin=False, enforce_policy
 def change_password(user, current_password, new_password):
     if not passwords.verify_password(user.password_hash, current_password):
         raise DomainError("Your current password is not correct.", code="wrong_password")
-    check_password_policy(new_password, user.email)
+    check_password_policy(new_password, user.email, user=user)
     user.password_hash = passwords.hash_password(new_password)
     user.session_epoch = (user.session_epoch or 0) + 1  # ends the user's other sessions
     db.session.commit()

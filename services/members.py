@@ -2,6 +2,7 @@
 import audit
 from extensions import db
 from models import ROLES, Membership, User, Workspace
+from services import sessions
 from services.errors import DomainError, NotFound
 
 
@@ -59,6 +60,7 @@ def change_member(workspace, membership_id, *, role, is_moderator, can_view_numb
     after = membership.snapshot()
     if before == after:
         return membership
+    sessions.end_other_sessions(membership.user)  # a privilege change: their other sessions end, this one rotates
     db.session.commit()
     audit.record("members.changed", workspace_id=workspace.id, object_type="membership", object_id=membership.id,
                  before={"user": membership.user.email, **before}, after={"user": membership.user.email, **after})

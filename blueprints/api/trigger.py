@@ -21,7 +21,10 @@ def push_recipients(campaign_id):
     if request.content_length is None or request.content_length > MAX_BODY:
         return api_error(413, "too_large", f"Send a JSON body of at most {MAX_BODY // 1024} KB "
                                            "(1,000 numbers per call).")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly nested JSON: the parser gives up before we could
+        body = None
     if not isinstance(body, dict) or "numbers" not in body:
         return api_error(400, "invalid_json", 'Send a JSON object: {"numbers": ["+491701234567", …]}.')
     campaign = campaigns.get_campaign(g.workspace, campaign_id, g.membership, g.api_user)

@@ -194,7 +194,17 @@ def _seed_stop_list(ws, user, tag):
 # Objects of the later areas (sender name + pending revision, a draft campaign, a stop-list entry).
 # A route whose id names a kind no seeder creates is still checked with id 1 (see `fill`), and the
 # cross-workspace test cannot check it: add a seeder here when you add such a kind.
-SEEDERS = (_seed_sender, _seed_campaign, _seed_stop_list)
+def _seed_export(ws, user, tag):
+    from models import Campaign
+    from services import exports
+
+    campaign = db.session.scalars(db.select(Campaign).where(Campaign.workspace_id == ws.id)
+                                  .order_by(Campaign.id.desc())).first()
+    export = exports.request_export(ws, campaign.id, "csv", user.membership_in(ws.id), user)
+    exports.build(export.id)  # built, so its download answers (an unbuilt one answers 409)
+
+
+SEEDERS = (_seed_sender, _seed_campaign, _seed_stop_list, _seed_export)
 
 # Id parameters whose name does not say their table.
 PARAM_TABLES = {"entry_id": "stop_list"}
