@@ -200,7 +200,7 @@ def cron_status():
                 if job is not None:
                     row["status"], row["ended_at"] = str(job.get_status(refresh=False)), job.ended_at
             rows.append(row)
-        schedulers = [{"name": s.name, "hostname": s.hostname, "last_heartbeat": s.last_heartbeat()}
+        schedulers = [{"name": s.name, "hostname": s.hostname, "last_heartbeat": s.last_heartbeat}
                       for s in CronScheduler.all(connection)]
         return {"ok": bool(schedulers), "jobs": rows, "schedulers": schedulers, "error": None}
     except Exception as exc:  # noqa: BLE001

@@ -203,3 +203,22 @@ def test_sidebar_lists_monitoring_and_diagnostics_for_admins_only(client, app, w
     author.login("author@acme.test")
     html = author.get("/w/acme/").get_data(as_text=True)
     assert "/w/acme/monitoring" not in html and "/w/acme/diagnostics" not in html
+
+
+def test_a_running_cron_scheduler_and_its_jobs_are_reported(app):
+    from rq.cron import CronScheduler
+
+    connection = redis_connection()
+    scheduler = CronScheduler(connection=connection, name="diag-test-cron")
+    scheduler.load_config_from_file("jobs/cron.py")
+    scheduler.register_birth()
+    scheduler.heartbeat()
+    scheduler.enqueue_jobs()
+    try:
+        status = diagnostics.cron_status()
+        assert status["error"] is None and status["ok"]
+        assert any(s["name"] == "diag-test-cron" and s["last_heartbeat"] for s in status["schedulers"])
+        assert {"jobs.dispatch.dispatch_tick", "jobs.dispatch.poll_delivery_reports"} <= {j["name"] for j in status["jobs"]}
+    finally:
+        scheduler.register_death()
+        get_queue("default").empty()
