@@ -622,3 +622,36 @@ def test_api_me_names_the_tokens_workspace(browser):
     me = browser().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).get_json()
     assert me["workspace"]["slug"] == world.b.slug
     assert me["role"] == "admin"
+
+
+def api_write_rules():
+    return [(rule, method) for rule, _, methods, access in _route_table()
+            if rule.startswith("/api/v1/") and "<int:" in rule
+            for method in sorted(set(methods) & {"POST", "PUT", "PATCH", "DELETE"})]
+
+
+def test_api_writes_with_a_token_of_workspace_b_never_touch_workspace_a(browser):
+    """Every mutating API route with an id, called with an admin token of B on A's ids: 404, nothing changes."""
+    world = build_world()
+    _, token = tokens.create_token(_user(world.foreign), world.b, "bravo writer")
+    api, problems = browser(), []
+    rules = api_write_rules()
+    assert rules, "the route table has mutating API routes with ids"
+    for rule, method in rules:
+        url, ids_real = fill(rule, world.b.slug, world.a)
+        if not ids_real:
+            continue
+        before = _without_token_use(snapshot())
+        response = api.open(url, method=method, headers={"Authorization": f"Bearer {token}"},
+                            json={"note": "x", "format": "csv", "numbers": ["491700000001"], "saddr": "EVIL",
+                                  "name": "evil", "owner_id": 1})
+        if response.status_code not in (404, 415, 413):
+            problems.append(f"{method} {url} (ids of A) with a token of B -> {response.status_code}")
+        if _without_token_use(snapshot()) != before:
+            problems.append(f"{method} {url} (ids of A) with a token of B changed data")
+    assert not problems, "\n".join(problems)
+
+
+def _without_token_use(snap):
+    # Using a token records its last use (api_tokens.last_used_at); that is not a change to A.
+    return {table: rows for table, rows in snap.items() if table != "api_tokens"}
