@@ -6,6 +6,7 @@ import uuid
 from flask import Flask, g, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from config import load_config
 from extensions import csrf, db, login_manager, migrate
@@ -27,6 +28,12 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class BoundedIntConverter(IntegerConverter):
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(config=None):
     app = Flask(__name__)
     app.config.update(load_config(config))
@@ -37,6 +44,8 @@ def create_app(config=None):
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
+    # `<int:…>` ids beyond a database integer are simply not found (404), never a driver overflow.
+    app.url_map.converters["int"] = BoundedIntConverter
     _configure_logging(app)
     db.init_app(app)
     migrate.init_app(app, db, directory="migrations")
