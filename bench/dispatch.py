@@ -67,6 +67,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--raw-messages", type=int, default=50_000)
+    parser.add_argument("--pushes", type=int, default=40, help="Trigger pushes timed until the Core has them")
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     args = parser.parse_args()
 
@@ -111,6 +112,7 @@ def main():
             sent = wait_until_sent(campaign_id, args.recipients)
             elapsed = time.perf_counter() - t0
             stats = sim_stats()
+            push_p95 = trigger_push_latency(args.pushes)
         rate = sent / elapsed
         duplicates = stats["accepted"] - args.recipients + (stats["max_per_destination"] > 1)
         duplicates = max(duplicates, 0)
@@ -123,8 +125,9 @@ def main():
         print(f"ratio        {rate / raw:>12.2f}")
         print(f"core stats   accepted={stats['accepted']} duplicates_refused={stats['duplicates_refused']} "
               f"max_per_destination={stats['max_per_destination']}")
+        print(f"trigger push → Core p95 {push_p95 * 1000:>8.0f} ms   ({args.pushes} single-number pushes)")
         print(f"RESULT messages={sent} msgs_per_s={rate:.0f} core_raw_per_s={raw:.0f} ratio={rate / raw:.2f} "
-              f"duplicates={duplicates}")
+              f"duplicates={duplicates} push_p95_ms={push_p95 * 1000:.0f}")
     finally:
         for proc in procs:
             try:
@@ -139,6 +142,38 @@ def main():
         drop_database(db_handle)
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def trigger_push_latency(pushes):
+    """p95 seconds from a Trigger API push (one number) until the Core has accepted it."""
+    from extensions import db
+    from models import Campaign, SenderRevision, User, Workspace
+    from services import tokens
+
+    ws = db.session.scalars(db.select(Workspace).filter_by(slug="bench")).one()
+    user = db.session.scalars(db.select(User).filter_by(email="bench@example.com")).one()
+    revision = db.session.scalars(db.select(SenderRevision).filter_by(workspace_id=ws.id)).first()
+    campaign = Campaign(workspace_id=ws.id, author_id=user.id, name="otp", mode="Trigger", status="Sending",
+                        moderation="approved", sender_revision_id=revision.id, message_text="Your code is 1234",
+                        ignore_daily_window=True, wizard_step=5)
+    db.session.add(campaign)
+    db.session.commit()
+    _, token = tokens.create_token(user, ws, "bench trigger")
+    client = __import__("flask").current_app.test_client()
+    latencies = []
+    for i in range(pushes):
+        before = sim_stats()["accepted"]
+        t0 = time.perf_counter()
+        response = client.post(f"/api/v1/campaigns/{campaign.id}/recipients", json={"numbers": [f"4916{i:08d}"]},
+                               headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        while sim_stats()["accepted"] <= before:
+            if time.perf_counter() - t0 > 30:
+                raise SystemExit("a pushed number did not reach the Core within 30 s")
+            time.sleep(0.02)
+        latencies.append(time.perf_counter() - t0)
+    latencies.sort()
+    return latencies[max(0, int(len(latencies) * 0.95) - 1)]
 
 
 def wait_for_core():
