@@ -203,4 +203,8 @@ def _render(campaign, step, form, status=200):
         context["info"] = segments.count((form.text.data or "").replace("\r\n", "\n"))
     if step == 5:
         context["tz"] = ZoneInfo(g.workspace.timezone or "UTC")
+        from services import diagnostics  # the pre-flight checklist, for large campaigns only
+
+        if diagnostics.preflight_required(campaign):
+            context["preflight"] = diagnostics.preflight(campaign)
     return render_template("campaigns/wizard.html", **context), status

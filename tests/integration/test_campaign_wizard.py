@@ -254,3 +254,24 @@ def test_estimate_uses_daily_limit_and_window(app, ws, author, sender):
     campaign.daily_limit = None
     estimate = campaign_drafts.estimate(campaign)
     assert estimate["window_hours"] == 12 and estimate["capacity_per_day"] == 12 * 36_000 and estimate["days"] == 1
+
+
+def test_the_review_step_shows_the_preflight_checklist_for_a_large_campaign(client, app, monkeypatch):
+    from extensions import redis_connection
+    from services import diagnostics
+    from tests.campaign_factories import make_campaign, make_sender
+    from tests.factories import make_user, make_workspace
+
+    redis_connection().delete(diagnostics.CORE_CACHE_KEY)  # a cached Core probe of another test
+
+    ws = make_workspace("big")
+    author = make_user("big@example.com", workspace=ws, role="author")
+    small = make_campaign(ws, author, sender=make_sender(ws), recipients=3)
+    monkeypatch.setitem(app.config, "PREFLIGHT_MIN_RECIPIENTS", 3)
+    monkeypatch.setitem(app.config, "CORE_URL", "https://127.0.0.1:9")  # nothing listens: the Core check fails
+    client.login("big@example.com")
+    page = client.get(f"/w/big/campaigns/{small.id}/wizard/5").get_data(as_text=True)
+    assert "Pre-flight checklist" in page and "badge-fail" in page
+    monkeypatch.setitem(app.config, "PREFLIGHT_MIN_RECIPIENTS", 4)
+    assert "Pre-flight checklist" not in client.get(f"/w/big/campaigns/{small.id}/wizard/5").get_data(as_text=True)
+    redis_connection().delete(diagnostics.CORE_CACHE_KEY)  # leave no "Core down" for the next test
