@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,33 +27,13 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
 
 
-def fresh_database(data_dir):
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        return f"sqlite:///{os.path.join(data_dir, 'bench.db')}", None
-    import psycopg
-
-    name = f"mc_bench_{uuid.uuid4().hex[:8]}"
-    plain = base.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return base.rsplit("/", 1)[0] + "/" + name, (plain, name)
 
 
-def drop_database(handle):
-    if handle:
-        import psycopg
 
-        plain, name = handle
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
 
 
 def run(cmd, env):
@@ -72,7 +51,7 @@ def main():
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="mc-bench-dispatch-")
-    db_url, db_handle = fresh_database(data_dir)
+    db_url, db_handle = fresh_database(data_dir, "mc_bench_dispatch")
     procs, started_redis = [], False
     env = dict(os.environ, MC_DATA_DIR=data_dir, DATABASE_URL=db_url, MC_PRODUCTION="0",
                SECRET_KEY="bench", DISPATCH_BATCH_SIZE=str(args.batch), DISPATCH_TIME_BUDGET="3600",

@@ -28,7 +28,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,45 +35,24 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
 BIN = os.path.dirname(sys.executable)
 SLUG = "load"
 PASSWORD = "load test operator passphrase"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def fresh_database(data_dir):
-    base = os.environ.get("DATABASE_URL")
-    if not base or not base.startswith("postgresql"):
-        return f"sqlite:///{os.path.join(data_dir, 'load.db')}", None
-    import psycopg
-
-    name = f"mc_load_{uuid.uuid4().hex[:8]}"
-    plain = re.sub(r"^postgresql\+\w+://", "postgresql://", base)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return base.rsplit("/", 1)[0] + "/" + name, (plain, name)
 
 
-def drop_database(handle):
-    if handle:
-        import psycopg
-
-        plain, name = handle
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def redis_db_url(url, number):
@@ -109,7 +87,7 @@ class Stack:
         self.started_redis = False
 
     def start(self):
-        db_url, self.db_handle = fresh_database(self.data_dir)
+        db_url, self.db_handle = fresh_database(self.data_dir, "mc_load")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "CORE_"))}
         if os.environ.get("REDIS_URL"):
             redis_url, self.redis_conn = claim_redis(os.environ["REDIS_URL"])

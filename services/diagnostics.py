@@ -19,6 +19,7 @@ import time
 from datetime import datetime, timezone
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 
 from extensions import db, redis_connection
@@ -96,8 +97,8 @@ def core_status(max_age=CORE_CACHE_SECONDS):
     if redis is not None:
         try:
             redis.set(CORE_CACHE_KEY, json.dumps(status), ex=max(int(max_age), 1))
-        except Exception:  # noqa: BLE001 - caching is best effort
-            pass
+        except RedisError as exc:  # the cache only saves a probe; the page has its answer
+            log.info("core status not cached: %s", exc)
     return status
 
 

@@ -1,7 +1,7 @@
 """API uploads: the raw-body recipient upload (up to 1 GB), its status, and the recipients list.
 
-`PUT /api/v1/campaigns/<id>/recipients` streams the body in fixed chunks to the spool (never
-`request.data`); the route raises `request.max_content_length` for itself before touching the
+`PUT /api/v1/campaigns/<id>/recipients` streams the body in fixed chunks to the spool (the
+whole body is never held in memory); the route raises `request.max_content_length` for itself before touching the
 body and answers 413 `too_large` above the limit.
 """
 from urllib.parse import unquote

@@ -18,10 +18,8 @@ Without Chromium (`/usr/bin/chromium`, installed by ./test.sh / .ci/run with apt
 without Playwright the e2e tests are skipped with the reason; they never half-run.
 """
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,8 @@ import uuid
 
 import pytest
 import requests
+
+from tools.scratch import drop_database, free_port, fresh_database
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARTIFACTS = os.path.join(ROOT, "artifacts", "e2e")
@@ -68,10 +68,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _with_redis_db(url, number):
@@ -99,28 +95,8 @@ def claim_redis_db(base_url):
     raise RuntimeError(f"no free Redis database between 5 and 15 on {base_url}")
 
 
-def fresh_database(data_dir):
-    base = os.environ.get("DATABASE_URL")
-    if not base or not base.startswith("postgresql"):
-        return f"sqlite:///{os.path.join(data_dir, 'mc.db')}", None
-    import psycopg
-
-    name = f"mc_e2e_{uuid.uuid4().hex[:10]}"
-    plain = re.sub(r"^postgresql\+\w+://", "postgresql://", base)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    parts = urllib.parse.urlsplit(base)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}")), (plain, name)
 
 
-def drop_database(handle):
-    if not handle:
-        return
-    import psycopg
-
-    plain, name = handle
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class Stack:
@@ -162,7 +138,7 @@ class Stack:
         if not base_redis:
             pytest.skip("REDIS_URL is not set (./test.sh starts an embedded Redis and sets it)")
         redis_url, self.redis_conn = claim_redis_db(base_redis)
-        db_url, self.db_handle = fresh_database(self.data_dir)
+        db_url, self.db_handle = fresh_database(self.data_dir, "mc_e2e")
         web_port, core_port = free_port(), free_port()
         self.base_url = f"http://127.0.0.1:{web_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MC_", "CORE_", "MONGO_", "AUDIT_"))}
