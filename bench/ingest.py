@@ -19,6 +19,7 @@ PostgreSQL server named by DATABASE_URL), Redis (REDIS_URL, else the embedded on
 Last line: RESULT rows=… rows_per_s=… copy_rows_per_s=… ratio=… rss_growth_mb=… (plus more fields).
 """
 import argparse
+import math
 import os
 import random
 import shutil
@@ -57,20 +58,36 @@ def children(pid):
 
 
 
-def generate(path, rows, seed=7):
-    """`rows` lines with a header: ~1% bad lines, ~1% duplicates of earlier numbers."""
+def generate(path, rows, seed=7, line_bytes=0, shuffled=False):
+    """`rows` lines with a header: ~1% bad lines, ~1% duplicates of earlier numbers.
+
+    `line_bytes` pads every line with a filler column to about that length (10M lines with
+    `--line-bytes 109` make a file just under 1 GiB, the API limit); `shuffled` spreads
+    consecutive lines over the whole number range (an affine permutation, so no list of numbers
+    is held) instead of writing them sorted.
+    """
     rnd = random.Random(seed)
+    step = 1
+    if shuffled:
+        step = 7_919_993
+        while math.gcd(step, rows) != 1:
+            step += 2
+
+    def number(i):
+        return 1500000000 + (i * step) % rows
+
+    pad = ";" + "x" * max(0, line_bytes - 21) if line_bytes else ""
     with open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write("phone;name\n")
         block = []
         for i in range(1, rows):
             r = i % 100
             if r == 17:
-                block.append(f"n/a-{i};bad\n")
+                block.append(f"n/a-{i};bad{pad}\n")
             elif r == 53 and i > 100:
-                block.append(f"+49 {1500000000 + (i - rnd.randint(1, 99)):010d};dup\n")
+                block.append(f"+49 {number(i - rnd.randint(1, 99)):010d};dup{pad}\n")
             else:
-                block.append(f"+49 {1500000000 + i:010d};ok\n")
+                block.append(f"+49 {number(i):010d};ok{pad}\n")
             if len(block) >= 100_000:
                 fh.write("".join(block))
                 block.clear()
@@ -290,23 +307,61 @@ def copy_baseline(env, path):
     return rows / (time.perf_counter() - start)
 
 
+def indexed_floor(env, campaign_id, data_dir):
+    """The stored rows of the big upload COPYed again into a copy of `recipients` with all its
+    indexes (PostgreSQL): what storing these rows costs the database alone, with no parsing,
+    hashing or de-duplication. None on SQLite."""
+    url = env["DATABASE_URL"]
+    if not url.startswith("postgresql"):
+        return None
+    import psycopg
+
+    dump = os.path.join(data_dir, "rows.copy")
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        with conn.cursor() as cur, open(dump, "wb") as out:
+            with cur.copy(f"COPY (SELECT campaign_id, number, ctn_hash, state FROM recipients "
+                          f"WHERE campaign_id = {int(campaign_id)}) TO STDOUT") as copy:
+                for data in copy:
+                    out.write(data)
+        conn.execute("CREATE TABLE bench_floor (LIKE recipients INCLUDING ALL)")
+        conn.commit()
+        rows = 0
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY bench_floor (campaign_id, number, ctn_hash, state) FROM STDIN") as copy, \
+                open(dump, "rb") as fh:
+            while True:
+                block = fh.read(1024 * 1024)
+                if not block:
+                    break
+                rows += block.count(b"\n")
+                copy.write(block)
+        conn.commit()
+        rate = rows / (time.perf_counter() - start)
+        conn.execute("DROP TABLE bench_floor")
+        conn.commit()
+    os.unlink(dump)
+    return rate
+
+
 def parse_baseline(env, path):
     """read + normalise + hash of the same file, no database (the ingest's CPU floor)."""
     os.environ.update(env)
     from app import create_app
-    from services import recipients
-    from services.numbers import hash_key
+    from services import recipient_files
+    from services.numbers import ctn_hasher, hash_key
 
     app = create_app()
     with app.app_context():
-        layout = recipients.read_head(path)
-        key = hash_key()
+        layout = recipient_files.read_head(path)
+        hash_number = ctn_hasher(hash_key())
         start = time.perf_counter()
         lines = 0
         with open(path, "rb") as fh:
             offset = 0
             while True:
-                chunk = recipients.read_chunk(fh, offset, lines, layout, 50_000, key, 0)
+                chunk = recipient_files.read_chunk(fh, offset, lines, layout, 50_000, 0)
+                for number in chunk.numbers:
+                    hash_number(number)
                 if not chunk.lines:
                     break
                 lines += chunk.lines
@@ -320,6 +375,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", "--lines", dest="rows", type=int, default=1_000_000,
                         help="rows in the generated file (default 1,000,000; 10,000,000 is about 170 MB)")
+    parser.add_argument("--line-bytes", type=int, default=0,
+                        help="pad lines with a filler column to about this many bytes (10M rows with 109: just under 1 GiB)")
+    parser.add_argument("--shuffled", action="store_true", help="write the numbers in scattered order, not sorted")
     parser.add_argument("--url", help="use a running portal instead of starting one (needs --token, --campaign)")
     parser.add_argument("--token")
     parser.add_argument("--campaign", type=int)
@@ -334,7 +392,7 @@ def main():
     path = args.file or os.path.join(data_dir, "recipients.csv")
     if not args.file:
         t = time.perf_counter()
-        size = generate(path, args.rows)
+        size = generate(path, args.rows, line_bytes=args.line_bytes, shuffled=args.shuffled)
         print(f"generated {args.rows:,} rows, {size / 1048576:.1f} MB in {time.perf_counter() - t:.1f}s")
     size = os.path.getsize(path)
     tiny = os.path.join(data_dir, "tiny.csv")
@@ -385,6 +443,7 @@ def main():
         rows = status["lines"]
         rows_per_s = rows / (finished - start)
         copy_rate = copy_baseline(env, path)
+        floor_rate = indexed_floor(env, big_campaign, data_dir)
         parse_rate = parse_baseline(env, path)
         worker_growth = horse_growth(env["BENCH_RSS_DIR"], job_of(env, status["id"]))
         worker_tiny = horse_growth(env["BENCH_RSS_DIR"], job_of(env, tiny_status["id"]))
@@ -396,6 +455,9 @@ def main():
         print(f"end to end          {finished - start:8.1f} s  {rows_per_s:12,.0f} rows/s")
         print(f"raw load baseline   {copy_rate:21,.0f} rows/s  (bare table, {'COPY' if backend == 'postgresql' else 'executemany'})")
         print(f"parse baseline      {parse_rate:21,.0f} rows/s  (read + normalise + hash, no DB)")
+        if floor_rate:
+            print(f"indexed floor       {floor_rate:21,.0f} rows/s  (the stored rows COPYed into a copy of recipients "
+                  f"with its indexes; ratio {rows_per_s / floor_rate:.2f})")
         print(f"accepted/dup/bad    {status['accepted']:,} / {status['duplicates']:,} / {status['rejected']:,}")
         print(f"RSS growth worker   {worker_growth:6.1f} MB   (1 KB file: {worker_tiny:.1f} MB)")
         print(f"RSS growth web      {web_big or 0:6.1f} MB   (1 KB file: {web_tiny or 0:.1f} MB)")
@@ -403,7 +465,9 @@ def main():
               f"copy_rows_per_s={copy_rate:.0f} ratio={rows_per_s / copy_rate:.3f} "
               f"parse_rows_per_s={parse_rate:.0f} rss_growth_mb={growth:.1f} "
               f"rss_growth_worker_mb={worker_growth:.1f} rss_growth_web_mb={web_big or 0:.1f} "
-              f"rss_growth_1kb_mb={max(worker_tiny, web_tiny or 0):.1f} backend={backend}")
+              f"rss_growth_1kb_mb={max(worker_tiny, web_tiny or 0):.1f} backend={backend}"
+              + (f" indexed_floor_rows_per_s={floor_rate:.0f} ratio_to_indexed_floor={rows_per_s / floor_rate:.2f}"
+                 if floor_rate else ""))
     finally:
         for proc in procs:
             if proc.poll() is None:

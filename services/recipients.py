@@ -3,25 +3,23 @@
 One pipeline for every source (browser, API, CLI): the request body is copied in fixed chunks
 to a spool file with a generated name under MC_DATA_DIR/spool (the size limit is enforced while
 copying), an Upload row is committed, and `jobs.uploads.ingest_upload` calls `ingest()` here.
-`ingest()` reads the spool from the committed byte offset in chunks of UPLOAD_CHUNK_LINES lines,
-normalises every line with `services.numbers.normalise_number`, and commits per chunk in ONE
-transaction: the recipients (COPY into a staging table + INSERT … ON CONFLICT DO NOTHING on
-PostgreSQL; batched executemany into a staging table + INSERT OR IGNORE on SQLite), the job
-errors, the upload counters with the new offset, and the campaign counters. A chunk always ends
-on a line boundary, so a worker killed at any moment resumes without losing or re-counting a
-line. Stop-listed numbers are counted and NOT stored (dispatch re-checks the stop-list anyway).
-Neither the web process nor the worker ever holds the whole file or its list of numbers.
+`ingest()` reads the spool from the committed byte offset in chunks of UPLOAD_CHUNK_LINES lines
+(`services.recipient_files`: text check, layout, normalisation, job errors) and commits per
+chunk in ONE transaction: the recipients (`services.recipient_store`: COPY on PostgreSQL,
+INSERT OR IGNORE on SQLite), the job errors, the upload counters with the new offset, and the
+campaign counters. A chunk always ends on a line boundary, so a worker killed at any moment
+resumes without losing or re-counting a line. Stop-listed numbers are counted and NOT stored
+(dispatch re-checks the stop-list anyway). Neither the web process nor the worker ever holds the
+whole file or its list of numbers.
 """
-import csv
-import hmac
 import logging
 import os
 import re
 import uuid
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import text
 
 import audit
 from extensions import db
@@ -30,29 +28,19 @@ from models.campaigns import JobError
 from models.recipients import Recipient, Upload
 from services import campaigns as campaign_rules
 from services.errors import DomainError
-from services.numbers import (MAX_DIGITS, MIN_DIGITS, BadNumber, ctn_hash, display_number, hash_key, mask_number,
-                              normalise_number)
+from services.numbers import BadNumber, display_number, hash_key, mask_number
+from services.recipient_files import IngestFailed, _number, read_chunk, read_head
+from services.recipient_store import Probe, store_numbers
 
 log = logging.getLogger("mc.recipients")
 
 COPY_CHUNK_BYTES = 1024 * 1024          # the spool writer's fixed read size
-HEAD_BYTES = 64 * 1024                  # how much of the file's start decides "is this text?"
-MAX_LINE_BYTES = 64 * 1024              # a longer line is a job error (and is skipped in pieces)
-RAW_MAX = 120                           # JobError.raw column size
 ALLOWED_EXTENSIONS = (".csv", ".txt")
-HEADER_NAMES = re.compile(r"^(phone|phones|phone.?number|mobile|mobile.?number|msisdn|number|numbers|"
-                          r"ctn|tel|telephone|cell|recipient|recipients|to|destination|dest|dnis)$")
-DELIMITERS = (",", ";", "\t")
-BOM = b"\xef\xbb\xbf"
 
 
 class UploadTooLarge(DomainError):
     code = "too_large"
     status = 413
-
-
-class IngestFailed(Exception):
-    """A non-retryable failure of the whole file (not text, spool gone): the build fails."""
 
 
 def _cfg(name, default):
@@ -227,281 +215,14 @@ def latest_upload(campaign):
                               .order_by(Upload.id.desc()).limit(1)).scalar_one_or_none()
 
 
-# --- parsing ----------------------------------------------------------------------------------
+def _commit_chunk(upload, chunk, start_offset, key, probe):
+    """Everything of one chunk in ONE transaction; False when it was not ours to commit.
 
-@dataclass
-class Layout:
-    """How the file's lines are read; derived from its first bytes, so a resumed run gets the same."""
-
-    delimiter: str = None
-    column: int = 0
-    header: bool = False
-
-
-def _split(line, delimiter):
-    if delimiter is None:
-        return [line]
-    if '"' in line:
-        try:
-            return next(csv.reader([line], delimiter=delimiter))
-        except (csv.Error, StopIteration):
-            return line.split(delimiter)
-    return line.split(delimiter)
-
-
-def _clean_cell(cell):
-    return cell.strip().strip('"').strip("'").strip().lower()
-
-
-def read_head(path):
-    """Decide whether the file is text and how to read it. Raises IngestFailed for non-text."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
-    except OSError as exc:
-        raise IngestFailed(f"The uploaded file cannot be read ({exc.strerror or exc}).") from exc
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise IngestFailed("The file is UTF-16 text; save it as CSV UTF-8 (or plain text) and upload again.")
-    if b"\x00" in head:
-        raise IngestFailed("The file is not a text file (it contains binary data); upload a .csv or .txt list.")
-    if head.startswith(BOM):
-        head = head[len(BOM):]
-    sample = head
-    if len(head) == HEAD_BYTES and b"\n" in head:
-        sample = head[:head.rfind(b"\n")]  # do not judge a character cut in half at the end
-    try:
-        text_head = sample.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise IngestFailed("The file is not UTF-8 text (wrong encoding, or not a text file); "
-                           "save it as CSV UTF-8 and upload again.") from exc
-    lines = [ln for ln in text_head.splitlines() if ln.strip()][:20]
-    return sniff(lines)
-
-
-def sniff(lines):
-    """Delimiter (`,` `;` tab, or none), header row and the number column from the first lines."""
-    layout = Layout()
-    if not lines:
-        return layout
-    first = lines[0]
-    counts = {d: sum(ln.count(d) for ln in lines[:5]) for d in DELIMITERS}
-    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
-    layout.delimiter = best if counts[best] else None
-    cells = [_clean_cell(c) for c in _split(first, layout.delimiter)]
-    for i, cell in enumerate(cells):
-        if HEADER_NAMES.match(cell.replace(" ", "_")):
-            layout.header, layout.column = True, i
-            return layout
-    try:
-        _number(_split(first, layout.delimiter)[0])
-    except BadNumber:
-        # Looks like a header when it has letters and the next line has a number in column 0.
-        if any(ch.isalpha() for ch in first):
-            layout.header = True
-    return layout
-
-
-def _number(cell):
-    value = normalise_number(cell)
-    if not value.isascii():  # str.isdigit() accepts e.g. Arabic-Indic digits; we store ASCII only
-        raise BadNumber("contains characters other than digits")
-    return value
-
-
-def _raw_for_error(raw):
-    raw = raw.replace("\x00", "").strip()
-    if raw[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        raw = "'" + raw  # never store something a spreadsheet would run as a formula
-    return raw if len(raw) <= RAW_MAX else raw[:RAW_MAX - 1] + "…"
-
-
-def parse_line(line, layout):
-    """One decoded line -> normalised number; raises BadNumber with the reason."""
-    cells = _split(line, layout.delimiter)
-    try:
-        if layout.column >= len(cells):
-            raise BadNumber(f"no column {layout.column + 1} (the number column) on this line")
-        return _number(cells[layout.column])
-    except BadNumber as exc:
-        cell = cells[layout.column] if layout.column < len(cells) else line
-        others = [d for d in DELIMITERS if d != layout.delimiter and d in cell]
-        if others:
-            shown = "tab" if others[0] == "\t" else f"“{others[0]}”"
-            used = "none" if layout.delimiter is None else ("tab" if layout.delimiter == "\t" else f"“{layout.delimiter}”")
-            raise BadNumber(f"mixed delimiters: this line uses {shown}, the file uses {used}") from exc
-        raise
-
-
-@dataclass
-class Chunk:
-    end_offset: int
-    lines: int = 0
-    numbers: list = field(default_factory=list)      # (number, hash) in file order
-    errors: list = field(default_factory=list)       # (line_no, reason, raw)
-    rejected: int = 0
-
-
-READ_BLOCK = 1024 * 1024                # the ingest reads the spool in blocks of whole lines
-FAST_STRIP = b" \t\r\n\f\v-.()[]/"       # what normalise_number removes, for ASCII bytes
-
-
-def _hasher(key):
-    """ctn_hash with a bound key, using the one-shot C HMAC (same value as numbers.ctn_hash)."""
-    try:
-        from _hashlib import hmac_digest as digest  # the C one-shot behind hmac.digest
-    except ImportError:  # pragma: no cover - other Python builds
-        digest = hmac.digest
-
-    def hash_number(number):
-        return digest(key, number.encode("ascii"), "sha256").hex()
-
-    return hash_number
-
-
-def read_chunk(fh, start_offset, first_line_no, layout, max_lines, key, keep_errors):
-    """Read up to `max_lines` physical lines starting at byte `start_offset`.
-
-    Reads blocks of whole lines (never more than READ_BLOCK bytes at once); `end_offset` is the
-    byte just after the last line consumed, so a chunk always ends on a line boundary.
+    Claims the chunk with a conditional update on the committed offset (a row lock on
+    PostgreSQL, so a stale duplicate job waits and then finds the offset moved), then locks the
+    campaign row: a chunk is stored only while the campaign is Building, and nobody else adds
+    numbers to it meanwhile.
     """
-    chunk = Chunk(end_offset=start_offset)
-    numbers, errors = chunk.numbers, chunk.errors
-    hash_number = _hasher(key)
-    delimiter, column = layout.delimiter, layout.column
-    delim_b = delimiter.encode() if delimiter else None
-    line_no = first_line_no
-    pos = start_offset
-
-    def reject(reason, text):
-        chunk.rejected += 1
-        if len(errors) < keep_errors:
-            errors.append((line_no, reason[:200], _raw_for_error(text)))
-
-    while chunk.lines < max_lines:
-        fh.seek(pos)
-        block = fh.read(READ_BLOCK)
-        if not block:
-            break
-        at_eof = len(block) < READ_BLOCK
-        if not at_eof:
-            cut = block.rfind(b"\n")
-            if cut == -1:
-                # One line longer than a whole block: skip it in bounded pieces (a 1 GB "line" too).
-                line_no += 1
-                chunk.lines += 1
-                reject(f"line longer than {MAX_LINE_BYTES // 1024} KB", block[:RAW_MAX].decode("utf-8", "replace"))
-                pos += len(block)
-                while True:
-                    piece = fh.read(READ_BLOCK)
-                    if not piece:
-                        break
-                    nl = piece.find(b"\n")
-                    if nl != -1:
-                        pos += nl + 1
-                        break
-                    pos += len(piece)
-                continue
-            block = block[:cut + 1]
-        lines = block.split(b"\n")
-        if block.endswith(b"\n"):
-            lines.pop()  # the empty piece after the final newline
-        room = max_lines - chunk.lines
-        last_without_newline = at_eof and not block.endswith(b"\n") and len(lines) <= room
-        if len(lines) > room:
-            lines = lines[:room]
-        for raw in lines:
-            line_no += 1
-            if pos == 0:
-                pos += len(raw) + 1
-                if raw.startswith(BOM):
-                    raw = raw[len(BOM):]
-                if layout.header:
-                    continue
-            else:
-                pos += len(raw) + 1
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            if len(raw) > MAX_LINE_BYTES:
-                reject(f"line longer than {MAX_LINE_BYTES // 1024} KB", raw[:RAW_MAX].decode("utf-8", "replace"))
-                continue
-            # Fast path for ASCII cells without quotes: the same rules as normalise_number (a unit
-            # test checks they agree); anything unusual takes the slow path for its exact reason.
-            if b'"' not in raw and b"'" not in raw:
-                cells = raw.split(delim_b, column + 1) if delim_b else (raw,)
-                if len(cells) > column:
-                    cell = cells[column].translate(None, FAST_STRIP)
-                    if cell[:1] == b"+":
-                        cell = cell[1:]
-                    elif cell[:2] == b"00":
-                        cell = cell[2:]
-                    if cell.isdigit() and MIN_DIGITS <= len(cell) <= MAX_DIGITS:
-                        number = cell.decode("ascii")
-                        numbers.append((number, hash_number(number)))
-                        continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                reject("not valid UTF-8 text", raw.decode("utf-8", "replace"))
-                continue
-            if not line.strip() or (delimiter and not line.replace(delimiter, "").strip()):
-                continue  # blank lines are ignored, not errors
-            try:
-                number = parse_line(line, layout)
-            except BadNumber as exc:
-                reject(str(exc), line)
-                continue
-            numbers.append((number, hash_number(number)))
-        chunk.lines += len(lines)
-        if last_without_newline:
-            pos -= 1  # the file's last line has no newline to step over
-    chunk.end_offset = pos
-    return chunk
-
-
-# --- storing a chunk --------------------------------------------------------------------------
-
-def _dialect():
-    return db.session.get_bind().dialect.name
-
-
-def _store_numbers(campaign_id, workspace_id, numbers):
-    """Stage the chunk's numbers and insert the new ones; returns (inserted, stop_listed)."""
-    if not numbers:
-        return 0, 0
-    if _dialect() == "postgresql":
-        db.session.execute(text("CREATE TEMP TABLE IF NOT EXISTS mc_stage (number varchar(15) NOT NULL, "
-                                "ctn_hash varchar(64) NOT NULL) ON COMMIT DELETE ROWS"))
-        raw = db.session.connection().connection.driver_connection
-        payload = "".join(f"{n}\t{h}\n" for n, h in numbers)
-        with raw.cursor() as cur:
-            with cur.copy("COPY mc_stage (number, ctn_hash) FROM STDIN") as copy:
-                copy.write(payload)
-        conflict = "ON CONFLICT (campaign_id, number) DO NOTHING"
-        insert = "INSERT INTO recipients (campaign_id, number, ctn_hash, state)"
-    else:
-        db.session.execute(text("CREATE TEMP TABLE IF NOT EXISTS mc_stage (number TEXT NOT NULL, "
-                                "ctn_hash TEXT NOT NULL)"))
-        db.session.execute(text("DELETE FROM mc_stage"))
-        raw = db.session.connection().connection.driver_connection
-        raw.executemany("INSERT INTO mc_stage (number, ctn_hash) VALUES (?, ?)", numbers)
-        conflict = ""
-        insert = "INSERT OR IGNORE INTO recipients (campaign_id, number, ctn_hash, state)"
-    params = {"c": campaign_id, "w": workspace_id}
-    stop_listed = db.session.execute(text(
-        "SELECT count(*) FROM mc_stage s JOIN stop_list x ON x.workspace_id = :w AND x.number = s.number"),
-        params).scalar()
-    inserted = db.session.execute(text(
-        f"{insert} SELECT :c, s.number, s.ctn_hash, 'queued' FROM mc_stage s "
-        "WHERE NOT EXISTS (SELECT 1 FROM stop_list x WHERE x.workspace_id = :w AND x.number = s.number) "
-        f"{conflict}"), params).rowcount
-    if _dialect() != "postgresql":
-        db.session.execute(text("DELETE FROM mc_stage"))
-    return inserted, stop_listed
-
-
-def _commit_chunk(upload, chunk, start_offset):
-    """Everything of one chunk in ONE transaction; False when another run moved the offset first."""
-    # Claim the chunk: a conditional update on the committed offset (row lock on PostgreSQL).
     claimed = db.session.execute(
         db.update(Upload).where(Upload.id == upload.id, Upload.bytes_done == start_offset,
                                 Upload.state == "running").values(state="running")
@@ -509,7 +230,14 @@ def _commit_chunk(upload, chunk, start_offset):
     if not claimed:
         db.session.rollback()
         return False
-    inserted, stop_listed = _store_numbers(upload.campaign_id, upload.workspace_id, chunk.numbers)
+    status, count = db.session.execute(
+        db.select(Campaign.status, Campaign.recipients_count).filter_by(id=upload.campaign_id)
+        .with_for_update(key_share=True)).one()
+    if status != "Building":
+        db.session.rollback()
+        return False
+    inserted, stop_listed = store_numbers(upload.campaign_id, upload.workspace_id, chunk.numbers, key,
+                                          campaign_empty=count == 0, probe=probe)
     duplicates = len(chunk.numbers) - inserted - stop_listed
     if chunk.errors:
         db.session.execute(db.insert(JobError), [
@@ -551,9 +279,10 @@ def ingest(upload_id, on_progress=None, *, fail_campaign=True):
         layout = read_head(upload.spool_path)
         if upload.bytes_done > upload.bytes_total:
             raise IngestFailed("The upload's progress is past the end of its file.")
-        key = hash_key()
+        key, probe = hash_key(), Probe()
         limit, keep = chunk_lines(), errors_stored()
-        with open(upload.spool_path, "rb") as fh:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-read-ahead") as reader:
+            ahead = None  # (where, future): the next chunk, read while this one is stored
             while True:
                 db.session.refresh(upload)
                 if upload.state != "running":
@@ -561,15 +290,18 @@ def ingest(upload_id, on_progress=None, *, fail_campaign=True):
                 status = db.session.execute(db.select(Campaign.status).filter_by(id=campaign.id)).scalar()
                 if status != "Building":
                     return _abandon(upload, f"The campaign became {status} during the upload; ingest stopped.")
-                start = upload.bytes_done
-                if start >= upload.bytes_total:
+                if upload.bytes_done >= upload.bytes_total:
                     break
-                fh.seek(start)
-                stored_errors = min(upload.rejected, keep)
-                chunk = read_chunk(fh, start, upload.lines, layout, limit, key, keep - stored_errors)
+                where = (upload.bytes_done, upload.lines, keep - min(upload.rejected, keep))
+                if ahead is None or ahead[0] != where:
+                    ahead = (where, reader.submit(_read_chunk_at, upload.spool_path, where, layout, limit))
+                chunk = ahead[1].result()
                 if chunk.lines == 0:
                     break
-                _commit_chunk(upload, chunk, start)
+                following = (chunk.end_offset, upload.lines + chunk.lines,
+                             keep - min(upload.rejected + chunk.rejected, keep))
+                ahead = (following, reader.submit(_read_chunk_at, upload.spool_path, following, layout, limit))
+                _commit_chunk(upload, chunk, where[0], key, probe)
                 if on_progress is not None:
                     db.session.refresh(upload)
                     on_progress(upload_status(upload, errors_limit=0))
@@ -579,6 +311,13 @@ def ingest(upload_id, on_progress=None, *, fail_campaign=True):
         return _fail(upload, "The uploaded file is gone from the spool directory; upload it again.",
                      fail_campaign=fail_campaign)
     return _finish(upload)
+
+
+def _read_chunk_at(path, where, layout, limit):
+    """read_chunk from its own file handle (it runs on the read-ahead thread)."""
+    offset, first_line_no, keep_errors = where
+    with open(path, "rb") as fh:
+        return read_chunk(fh, offset, first_line_no, layout, limit, keep_errors)
 
 
 def _finish(upload):

@@ -4,7 +4,7 @@ Each call takes up to 1,000 numbers; bad numbers are reported by index, stop-lis
 present numbers are reported back, accepted ones are stored queued and a dispatch job is
 scheduled immediately so an OTP reaches the Core in about a second.
 """
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 import audit
 from extensions import db
@@ -38,6 +38,8 @@ def push_numbers(campaign, raw_numbers):
     fresh = [n for n in wanted if n not in blocked]
     inserted = set()
     if fresh:
+        # Recipients have no foreign key (migration 0007): hold the campaign row while adding.
+        db.session.execute(select(Campaign.id).filter_by(id=campaign.id).with_for_update(key_share=True))
         inserted = set(db.session.scalars(_insert_ignore(campaign.id, fresh)))
     duplicates = [wanted[n] for n in fresh if n not in inserted]
     if inserted:

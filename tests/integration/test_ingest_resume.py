@@ -107,21 +107,21 @@ def test_crash_before_and_after_commits_changes_nothing(app, people, monkeypatch
     db.session.rollback()
     assert 0 < db.session.get(Upload, crashed).bytes_done < len(body)
     # 2) die in the middle of the 6th chunk, after its rows were inserted but before the commit
-    real = recipients._store_numbers
+    real = recipients.store_numbers
     state = {"n": 0}
 
-    def store_then_die(*args):
+    def store_then_die(*args, **kwargs):
         state["n"] += 1
-        result = real(*args)
+        result = real(*args, **kwargs)
         if state["n"] == 3:
             raise Crash()
         return result
 
-    monkeypatch.setattr(recipients, "_store_numbers", store_then_die)
+    monkeypatch.setattr(recipients, "store_numbers", store_then_die)
     with pytest.raises(Crash):
         recipients.ingest(crashed)
     db.session.rollback()
-    monkeypatch.setattr(recipients, "_store_numbers", real)
+    monkeypatch.setattr(recipients, "store_numbers", real)
     # 3) the re-run finishes; a further re-run is a no-op
     recipients.ingest(crashed)
     recipients.ingest(crashed)

@@ -64,3 +64,22 @@ def _alembic_config():
     cfg = Config(os.path.join(MIGRATIONS, "alembic.ini"))
     cfg.set_main_option("script_location", MIGRATIONS)
     return cfg
+
+
+def test_deleting_a_campaign_deletes_its_recipients_without_a_foreign_key(app):
+    """Migration 0007 dropped the per-row foreign key; the delete trigger keeps the cascade."""
+    from tests.campaign_factories import add_recipients, make_campaign
+    from tests.factories import make_user, make_workspace
+
+    ws = make_workspace("cascade")
+    author = make_user("cascade@example.com", workspace=ws, role="author")
+    gone, kept = make_campaign(ws, author, name="gone"), make_campaign(ws, author, name="kept")
+    add_recipients(gone, ["491700000001", "491700000002", "491700000003"])
+    add_recipients(kept, ["491700000001", "491700000002"])
+    db.session.commit()
+    gone_id, kept_id = gone.id, kept.id
+    db.session.execute(text("DELETE FROM campaigns WHERE id = :c"), {"c": gone_id})
+    db.session.commit()
+    count = "SELECT count(*) FROM recipients WHERE campaign_id = :c"
+    assert db.session.execute(text(count), {"c": gone_id}).scalar() == 0
+    assert db.session.execute(text(count), {"c": kept_id}).scalar() == 2

@@ -12,7 +12,7 @@ from extensions import db, redis_connection
 from models import Campaign
 from models.campaigns import JobError
 from models.recipients import Recipient, StopListEntry, Upload
-from services import recipients, spread, stoplist, tokens
+from services import recipient_files, recipients, spread, stoplist, tokens
 from services.numbers import ctn_hash, mask_number
 from tests.factories import make_user, make_workspace
 
@@ -450,7 +450,7 @@ def test_ingest_memory_does_not_grow_with_file_size(app, world, monkeypatch):
     """Peak Python allocations of the ingest depend on the chunk and block size, not the file size."""
     ws_id, author_id = world[0].id, world[1].id
     monkeypatch.setitem(app.config, "UPLOAD_CHUNK_LINES", 2000)
-    monkeypatch.setattr(recipients, "READ_BLOCK", 128 * 1024)
+    monkeypatch.setattr(recipient_files, "READ_BLOCK", 128 * 1024)
 
     def peak_for(lines):
         from models import User, Workspace
