@@ -9,6 +9,7 @@ from jobs.dispatch import dispatch_tick, poll_delivery_reports
 from jobs.exports import expire_exports
 from jobs.gdpr import anonymise_numbers
 from jobs.maintenance import flush_audit_fallback, purge_audit
+from jobs.uploads import sweep_uploads
 
 cron.register(dispatch_tick, queue_name="default", interval=2, job_timeout=120)
 cron.register(poll_delivery_reports, queue_name="default", interval=2, job_timeout=120)
@@ -16,3 +17,4 @@ cron.register(flush_audit_fallback, queue_name="default", interval=60)
 cron.register(purge_audit, queue_name="default", cron="17 3 * * *")
 cron.register(expire_exports, queue_name="default", interval=300)
 cron.register(anonymise_numbers, queue_name="default", interval=600, job_timeout=300)
+cron.register(sweep_uploads, queue_name="default", interval=60)

@@ -6,12 +6,13 @@ offset (a worker killed mid-chunk loses only the uncommitted chunk, which is rea
 Upload row and to `job.meta['progress']`.
 """
 import logging
+from datetime import timedelta
 
 from rq import get_current_job
 
 from extensions import db
 from jobs import app_job
-from models import Campaign
+from models import Campaign, utcnow
 from models.recipients import Upload
 
 log = logging.getLogger("mc.jobs.uploads")
@@ -54,21 +55,57 @@ def plan_spread(campaign_id):
 
 
 def on_ingest_failure(job, connection, exc_type, exc_value, tb):
-    """RQ failure callback: when no retry is left, the upload is marked failed (the campaign stays
-    Building so an operator can re-enqueue; the status page shows the error)."""
+    """RQ failure callback: when no retry is left, the upload fails like a bad file would — its
+    rows removed, one job error, the draft back to New — so no campaign stays Building for good."""
     if job.retries_left:
         return
     upload_id = job.args[0] if job.args else None
 
     @app_job
-    def mark(upload_id):
-        db.session.execute(db.update(Upload).where(Upload.id == upload_id, Upload.state.in_(("queued", "running")))
-                           .values(error=f"Ingest stopped after retries: {exc_type.__name__}: {exc_value}"[:500])
-                           .execution_options(synchronize_session=False))
-        db.session.commit()
+    def give_up(upload_id):
+        from services import recipients
+
+        first_line = (str(exc_value).splitlines() or [""])[0]
+        recipients.fail_upload(upload_id, _gave_up_message(f"{exc_type.__name__}: {first_line}"))
 
     if upload_id is not None:
         try:
-            mark(upload_id)
+            give_up(upload_id)
         except Exception:  # the callback must never hide RQ's own failure handling
             log.exception("could not record the failure of upload %s", upload_id)
+
+
+def _gave_up_message(reason):
+    # The action first: the job error column keeps 200 characters; the worker log has the rest.
+    return (f"The ingest stopped after its retries; nothing from this file was kept. Upload it again "
+            f"(if that fails too, see the worker log): {reason}")
+
+
+@app_job
+def sweep_uploads(grace_seconds=120):
+    """Periodic (rq cron): an upload whose RQ job is gone — a Redis that lost its data — is queued
+    again and resumes from its committed offset; one whose job failed with no retry left (a worker
+    killed for good, where no failure callback ran) is failed. Returns (requeued, failed)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    from extensions import redis_connection
+    from services import recipients
+
+    cutoff = utcnow() - timedelta(seconds=grace_seconds)
+    stalled = db.session.execute(db.select(Upload.id, Upload.job_id).where(
+        Upload.state.in_(("queued", "running")), Upload.created_at < cutoff)).all()
+    requeued = failed = 0
+    for upload_id, job_id in stalled:
+        try:
+            job = Job.fetch(job_id, connection=redis_connection()) if job_id else None
+        except NoSuchJobError:
+            job = None
+        if job is None:
+            recipients.enqueue_ingest(db.session.get(Upload, upload_id))
+            log.warning("upload %s had no RQ job (lost from Redis?); queued again", upload_id)
+            requeued += 1
+        elif job.get_status() in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) and not job.retries_left:
+            recipients.fail_upload(upload_id, _gave_up_message(f"job {job.get_status()}"))
+            failed += 1
+    return requeued, failed

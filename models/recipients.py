@@ -22,6 +22,7 @@ class Recipient(db.Model):
     # load; inserts come only from services holding the campaign row lock, and a trigger on
     # campaigns deletes a campaign's recipients with it.
     campaign_id = db.Column(db.Integer, nullable=False)
+    upload_id = db.Column(db.Integer)  # the upload that stored the row (None: Trigger API); no key, as above
     number = db.Column(db.String(15), nullable=False)
     ctn_hash = db.Column(db.String(64), nullable=False)
     state = db.Column(db.String(12), nullable=False, default="queued")

@@ -51,6 +51,11 @@ def _after_build(campaign):
     return "Pending" if campaign.submitted_at else "New"
 
 
+def _after_failed_build(campaign):
+    # A bad file changes nothing for a draft: it goes back to the wizard with the job error.
+    return "Failed" if campaign.submitted_at else "New"
+
+
 def _after_approval(campaign):
     # OnDemand and Trigger start at once when auto-start is on; OnTime and Spread wait for their
     # start (the dispatch tick starts them); without auto-start everything waits for a manual Start.
@@ -66,6 +71,7 @@ def _after_submit(campaign):
 TRANSITIONS = {
     "build": Transition(frozenset({"New"}), "Building", who="owner", label="Upload recipients"),
     "build_finished": Transition(frozenset({"Building"}), _after_build, who="system"),
+    "build_failed": Transition(frozenset({"Building"}), _after_failed_build, who="system"),
     "submit": Transition(frozenset({"New"}), _after_submit, moderation_to="awaiting", label="Submit to moderation"),
     "approve": Transition(frozenset({"Pending"}), _after_approval, frozenset({"awaiting"}), "approved",
                           who="moderator", label="Approve"),

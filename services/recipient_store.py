@@ -33,7 +33,7 @@ class Probe:
         self.by_range = {"recipients": True, "stop_list": True}
 
 
-def store_numbers(campaign_id, workspace_id, numbers, key, *, campaign_empty=False, probe=None):
+def store_numbers(campaign_id, workspace_id, upload_id, numbers, key, *, campaign_empty=False, probe=None):
     """Insert the chunk's new numbers; returns (inserted, stop_listed).
 
     `numbers` are ASCII bytes in file order. A number already in the campaign (or twice in the
@@ -43,8 +43,8 @@ def store_numbers(campaign_id, workspace_id, numbers, key, *, campaign_empty=Fal
     if not numbers:
         return 0, 0
     if db.session.get_bind().dialect.name == "postgresql":
-        return _store_postgresql(campaign_id, workspace_id, numbers, key, campaign_empty, probe or Probe())
-    return _store_sqlite(campaign_id, workspace_id, numbers, key)
+        return _store_postgresql(campaign_id, workspace_id, upload_id, numbers, key, campaign_empty, probe or Probe())
+    return _store_sqlite(campaign_id, workspace_id, upload_id, numbers, key)
 
 
 def _present(cur, table, owner_column, owner_id, chunk, probe):
@@ -61,7 +61,7 @@ def _present(cur, table, owner_column, owner_id, chunk, probe):
     return {row[0].encode("ascii") for row in cur}
 
 
-def _store_postgresql(campaign_id, workspace_id, numbers, key, campaign_empty, probe):
+def _store_postgresql(campaign_id, workspace_id, upload_id, numbers, key, campaign_empty, probe):
     conn = db.session.connection().connection.driver_connection
     chunk = dict.fromkeys(numbers)
     with conn.cursor() as cur:
@@ -73,27 +73,27 @@ def _store_postgresql(campaign_id, workspace_id, numbers, key, campaign_empty, p
         del chunk
         stop_listed = sum(1 for n in numbers if n in stop) if stop else 0
         hash_number = ctn_hasher(key)
-        head, tail = b"%d\t" % campaign_id, b"\tqueued\n"
-        with cur.copy("COPY recipients (campaign_id, number, ctn_hash, state) FROM STDIN") as copy:
+        head, tail = b"%d\t%d\t" % (campaign_id, upload_id), b"\tqueued\n"
+        with cur.copy("COPY recipients (campaign_id, upload_id, number, ctn_hash, state) FROM STDIN") as copy:
             for start in range(0, len(new), COPY_BATCH):
                 copy.write(b"".join([head + n + b"\t" + hash_number(n) + tail for n in new[start:start + COPY_BATCH]]))
     return len(new), stop_listed
 
 
-def _store_sqlite(campaign_id, workspace_id, numbers, key):
+def _store_sqlite(campaign_id, workspace_id, upload_id, numbers, key):
     hash_number = ctn_hasher(key)
     db.session.execute(text("CREATE TEMP TABLE IF NOT EXISTS mc_stage (number TEXT NOT NULL, ctn_hash TEXT NOT NULL)"))
     db.session.execute(text("DELETE FROM mc_stage"))
     raw = db.session.connection().connection.driver_connection
     raw.executemany("INSERT INTO mc_stage (number, ctn_hash) VALUES (?, ?)",
                     ((n.decode("ascii"), hash_number(n).decode("ascii")) for n in numbers))
-    params = {"c": campaign_id, "w": workspace_id}
+    params = {"c": campaign_id, "w": workspace_id, "u": upload_id}
     stop_listed = db.session.execute(text(
         "SELECT count(*) FROM mc_stage s JOIN stop_list x ON x.workspace_id = :w AND x.number = s.number"),
         params).scalar()
     inserted = db.session.execute(text(
-        "INSERT OR IGNORE INTO recipients (campaign_id, number, ctn_hash, state) "
-        "SELECT :c, s.number, s.ctn_hash, 'queued' FROM mc_stage s "
+        "INSERT OR IGNORE INTO recipients (campaign_id, upload_id, number, ctn_hash, state) "
+        "SELECT :c, :u, s.number, s.ctn_hash, 'queued' FROM mc_stage s "
         "WHERE NOT EXISTS (SELECT 1 FROM stop_list x WHERE x.workspace_id = :w AND x.number = s.number)"),
         params).rowcount
     db.session.execute(text("DELETE FROM mc_stage"))

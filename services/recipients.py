@@ -236,7 +236,7 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
     if status != "Building":
         db.session.rollback()
         return False
-    inserted, stop_listed = store_numbers(upload.campaign_id, upload.workspace_id, chunk.numbers, key,
+    inserted, stop_listed = store_numbers(upload.campaign_id, upload.workspace_id, upload.id, chunk.numbers, key,
                                           campaign_empty=count == 0, probe=probe)
     duplicates = len(chunk.numbers) - inserted - stop_listed
     if chunk.errors:
@@ -259,7 +259,7 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
 
 # --- the ingest -------------------------------------------------------------------------------
 
-def ingest(upload_id, on_progress=None, *, fail_campaign=True):
+def ingest(upload_id, on_progress=None):
     """Ingest one upload from its committed offset to the end. Idempotent and resumable.
 
     Transient errors (database, Redis) propagate so RQ retries the job, which resumes from the
@@ -306,10 +306,9 @@ def ingest(upload_id, on_progress=None, *, fail_campaign=True):
                     db.session.refresh(upload)
                     on_progress(upload_status(upload, errors_limit=0))
     except IngestFailed as exc:
-        return _fail(upload, str(exc), fail_campaign=fail_campaign)
+        return _fail(upload, str(exc))
     except FileNotFoundError:
-        return _fail(upload, "The uploaded file is gone from the spool directory; upload it again.",
-                     fail_campaign=fail_campaign)
+        return _fail(upload, "The uploaded file is gone from the spool directory; upload it again.")
     return _finish(upload)
 
 
@@ -360,14 +359,26 @@ def _abandon(upload, message):
     return upload
 
 
-def _fail(upload, message, *, fail_campaign=True):
-    """Non-retryable: one job error, no recipients left behind, the campaign's build failed."""
+def fail_upload(upload_id, message):
+    """Give up on an upload whose job cannot finish (no retry left): the same end as a bad file."""
+    upload = db.session.get(Upload, upload_id)
+    if upload is None or upload.state not in ("queued", "running"):
+        return upload
+    return _fail(upload, message)
+
+
+def _fail(upload, message):
+    """Non-retryable: one job error and none of this upload's rows left behind (what earlier
+    uploads stored stays); a draft goes back to New so its author can upload a corrected file."""
     db.session.rollback()
     campaign = db.session.get(Campaign, upload.campaign_id)
-    removed = db.session.execute(db.delete(Recipient).where(Recipient.campaign_id == campaign.id)
+    removed = db.session.execute(db.delete(Recipient).where(Recipient.campaign_id == campaign.id,
+                                                            Recipient.upload_id == upload.id)
                                  .execution_options(synchronize_session=False)).rowcount
-    db.session.execute(db.update(Campaign).where(Campaign.id == campaign.id).values(recipients_count=0, queued_count=0)
-                       .execution_options(synchronize_session=False))
+    if removed:
+        db.session.execute(db.update(Campaign).where(Campaign.id == campaign.id).values(
+            recipients_count=Campaign.recipients_count - removed, queued_count=Campaign.queued_count - removed)
+            .execution_options(synchronize_session=False))
     db.session.add(JobError(campaign_id=campaign.id, upload_id=upload.id, reason=message[:200]))
     db.session.execute(db.update(Upload).where(Upload.id == upload.id).values(
         state="failed", error=message[:500], finished_at=utcnow(), accepted=0)
@@ -377,8 +388,8 @@ def _fail(upload, message, *, fail_campaign=True):
     db.session.refresh(campaign)
     discard_spool(upload.spool_path)
     log.warning("upload %s failed: %s (%s recipients removed)", upload.id, message, removed)
-    if fail_campaign and campaign.status == "Building":
-        campaign_rules.apply(campaign, "fail")
+    if campaign.status == "Building" and not _other_active_uploads(upload):
+        campaign_rules.apply(campaign, "build_failed")
     return upload
 
 

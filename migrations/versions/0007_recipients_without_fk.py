@@ -1,5 +1,5 @@
 """Recipients: the per-row foreign key to campaigns is replaced by a delete trigger; the id
-sequence hands out ids in blocks.
+sequence hands out ids in blocks; each row records the upload that stored it.
 
 The foreign key's check runs once per inserted row (an SPI lookup with a row lock on the
 campaign); measured on PostgreSQL 15 it more than doubled the cost of loading a million
@@ -8,11 +8,15 @@ only inserted by the ingest and the Trigger API, both for a campaign they have j
 same transaction, so the check adds nothing; what the key did on delete — remove a campaign's
 recipients with it — is kept by a trigger on campaigns.
 
+`upload_id` (no key either) lets a failed build remove exactly the rows of that upload and keep
+what earlier uploads of the same draft stored.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-25 22:10:00
 
 """
+import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
@@ -26,6 +30,7 @@ FK = 'fk_recipients_campaign_id_campaigns'
 def upgrade():
     with op.batch_alter_table('recipients', schema=None) as batch_op:
         batch_op.drop_constraint(FK, type_='foreignkey')
+        batch_op.add_column(sa.Column('upload_id', sa.Integer(), nullable=True))
     if op.get_bind().dialect.name == 'postgresql':
         # Each backend takes ids 1,000 at a time instead of one nextval round per row.
         op.execute("ALTER SEQUENCE recipients_id_seq CACHE 1000")
@@ -57,4 +62,5 @@ def downgrade():
         # Rows of campaigns deleted by hand while there was no key would block re-adding it.
         op.execute("DELETE FROM recipients r WHERE NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = r.campaign_id)")
     with op.batch_alter_table('recipients', schema=None) as batch_op:
+        batch_op.drop_column('upload_id')
         batch_op.create_foreign_key(FK, 'campaigns', ['campaign_id'], ['id'], ondelete='CASCADE')

@@ -19,7 +19,7 @@
       " duplicates, " + fmt(s.rejected) + " rejected, " + fmt(s.stop_listed) + " stop-listed.";
     if (s.state === "running") { return "Reading recipients: " + s.percent + "% — " + counts; }
     if (s.state === "done") { return "Done: " + counts; }
-    return "The upload failed: " + (s.error || "unknown error");
+    return "The upload failed: " + (s.error || "unknown error") + " No recipient from this file was kept.";
   }
 
   function setup(widget) {
@@ -63,7 +63,8 @@
           showErrors(s.errors);
           if (s.state === "queued" || s.state === "running") {
             window.setTimeout(function () { poll(url); }, 1500);
-          } else if (s.state === "done") {
+          } else if (s.state === "done" || s.state === "failed") {
+            // The page then shows the server's view: the new count, or the form again after a failure.
             window.setTimeout(function () { window.location.reload(); }, 1200);
           }
         })

@@ -15,4 +15,5 @@ def test_cron_config_registers_every_periodic_job(app):
         "jobs.maintenance.purge_audit": "default",
         "jobs.exports.expire_exports": "default",
         "jobs.gdpr.anonymise_numbers": "default",
+        "jobs.uploads.sweep_uploads": "default",
     }

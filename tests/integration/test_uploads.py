@@ -189,7 +189,47 @@ def test_binary_file_fails_the_build_with_one_job_error(client, world):
     errors = db.session.execute(db.select(JobError).filter_by(campaign_id=campaign.id)).scalars().all()
     assert len(errors) == 1 and errors[0].line_no is None
     assert numbers_of(campaign) == []
-    assert db.session.get(Campaign, campaign.id).status == "Failed"
+    assert db.session.get(Campaign, campaign.id).status == "New"  # back to the wizard, nothing changed
+
+
+def test_a_failed_upload_keeps_what_earlier_uploads_stored(client, world):
+    from tests.campaign_factories import make_campaign, make_sender
+
+    ws, author, _ = world
+    campaign = make_campaign(ws, author, sender=make_sender(ws))
+    raw_post(client, ws, campaign.id, b"491701111111\n491702222222\n")
+    run_jobs()
+    raw_post(client, ws, campaign.id, b"\x00\x01 binary", name="second.csv")
+    run_jobs()
+    campaign = db.session.get(Campaign, campaign.id)
+    assert numbers_of(campaign) == ["491701111111", "491702222222"]
+    assert (campaign.status, campaign.recipients_count, campaign.queued_count) == ("New", 2, 2)
+    page = client.get(f"/w/{ws.slug}/campaigns/{campaign.id}/wizard/4")
+    assert "The upload failed: The file is not a text file" in page.get_data(as_text=True)
+
+
+def test_a_build_failing_midway_removes_only_that_uploads_rows(app, world, monkeypatch):
+    """The spool vanishes after the first chunk: the chunk's rows go, the first upload's stay."""
+    ws, author, campaign = world
+    first = recipients.start_upload(campaign, spool_path=recipients.spool_stream(io.BytesIO(b"491700000001\n"),
+                                                                                 10 ** 6)[0],
+                                    size=13, source="cli")
+    recipients.ingest(first.id)
+    monkeypatch.setitem(app.config, "UPLOAD_CHUNK_LINES", 10)
+    body = b"".join(b"4917%08d\n" % i for i in range(100, 150))
+    path, size = recipients.spool_stream(io.BytesIO(body), 10 ** 6)
+    campaign = db.session.get(Campaign, campaign.id)
+    second = recipients.start_upload(campaign, spool_path=path, size=size, source="cli")
+
+    def remove_spool(status):
+        if os.path.exists(path):
+            os.unlink(path)
+
+    upload = recipients.ingest(second.id, on_progress=remove_spool)
+    assert upload.state == "failed" and "gone from the spool" in upload.error
+    campaign = db.session.get(Campaign, campaign.id)
+    assert numbers_of(campaign) == ["491700000001"]
+    assert (campaign.status, campaign.recipients_count, campaign.queued_count) == ("New", 1, 1)
 
 
 def test_wrong_encoding_fails_the_build(client, world):
@@ -467,3 +507,75 @@ def test_ingest_memory_does_not_grow_with_file_size(app, world, monkeypatch):
 
     small, large = peak_for(12_000), peak_for(120_000)
     assert large < small * 1.25, (small, large)
+
+
+# --- jobs that cannot finish --------------------------------------------------------------------
+
+def _age(upload_id, minutes=5):
+    from datetime import timedelta
+
+    from models import utcnow
+
+    db.session.execute(db.update(Upload).where(Upload.id == upload_id)
+                       .values(created_at=utcnow() - timedelta(minutes=minutes)))
+    db.session.commit()
+
+
+def test_an_upload_whose_job_was_lost_from_redis_is_queued_again(client, world):
+    from rq.job import Job
+
+    from jobs.uploads import sweep_uploads
+
+    ws, author, campaign = world
+    raw_post(client, ws, campaign.id, b"491701111111\n491702222222\n")
+    upload = db.session.execute(db.select(Upload)).scalar_one()
+    Job.fetch(upload.job_id, connection=redis_connection()).delete()   # what a Redis without its data looks like
+    assert sweep_uploads() == (0, 0)                                   # too recent: maybe still being enqueued
+    _age(upload.id)
+    assert sweep_uploads() == (1, 0)
+    run_jobs()
+    assert db.session.get(Upload, upload.id).state == "done"
+    assert numbers_of(campaign) == ["491701111111", "491702222222"]
+    assert db.session.get(Campaign, campaign.id).status == "New"
+
+
+def test_an_ingest_out_of_retries_fails_the_upload_and_returns_the_draft(client, world):
+    from rq.job import Job
+    from sqlalchemy.exc import OperationalError
+
+    from jobs.uploads import on_ingest_failure
+
+    ws, author, campaign = world
+    raw_post(client, ws, campaign.id, b"491701111111\n")
+    upload = db.session.execute(db.select(Upload)).scalar_one()
+    job = Job.fetch(upload.job_id, connection=redis_connection())
+    job.retries_left = 1
+    on_ingest_failure(job, job.connection, OperationalError, OperationalError("SELECT 1", {}, "server closed"), None)
+    assert db.session.get(Upload, upload.id).state == "queued"       # a retry is still coming
+    job.retries_left = 0
+    on_ingest_failure(job, job.connection, OperationalError, OperationalError("SELECT 1", {}, "server closed"), None)
+    db.session.expire_all()
+    upload = db.session.get(Upload, upload.id)
+    assert upload.state == "failed" and "stopped after its retries" in upload.error and "OperationalError" in upload.error
+    assert db.session.get(Campaign, campaign.id).status == "New"
+    errors = recipients.job_errors(db.session.get(Campaign, campaign.id))
+    assert len(errors) == 1 and "Upload it again" in errors[0].reason
+
+
+def test_the_sweep_fails_an_upload_whose_job_failed_for_good(client, world):
+    from rq.job import Job, JobStatus
+
+    from jobs.uploads import sweep_uploads
+
+    ws, author, campaign = world
+    raw_post(client, ws, campaign.id, b"491701111111\n")
+    upload = db.session.execute(db.select(Upload)).scalar_one()
+    job = Job.fetch(upload.job_id, connection=redis_connection())
+    Queue("uploads", connection=redis_connection()).remove(job)
+    job.retries_left = 0
+    job.set_status(JobStatus.FAILED)
+    job.save()
+    _age(upload.id)
+    assert sweep_uploads() == (0, 1)
+    assert db.session.get(Upload, upload.id).state == "failed"
+    assert db.session.get(Campaign, campaign.id).status == "New"

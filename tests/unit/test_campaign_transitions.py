@@ -29,6 +29,7 @@ ANY = set(MODERATION)
 SPEC = {
     "build": ({"New"}, ANY, "Building", None),
     "build_finished": ({"Building"}, ANY, "<after build>", None),
+    "build_failed": ({"Building"}, ANY, "<after failed build>", None),
     "submit": ({"New"}, ANY, "Pending", "awaiting"),               # OnDemand campaign in these cases
     "approve": ({"Pending"}, {"awaiting"}, "Sending", "approved"),  # OnDemand + auto-start: sends at once
     "reject": ({"Pending"}, {"awaiting"}, "New", "rejected"),
@@ -64,6 +65,8 @@ def expected(event, status, moderation, archived, submitted):
         return False, status, moderation, archived
     if to_status == "<after build>":
         to_status = "Pending" if submitted else "New"
+    if to_status == "<after failed build>":
+        to_status = "Failed" if submitted else "New"
     archived_after = {"archive": True, "restore": False}.get(event, archived)
     return True, to_status or status, to_moderation or moderation, archived_after
 
@@ -177,7 +180,7 @@ def test_unknown_event_is_a_clear_error(world):
         lifecycle.check(campaign, "explode")
 
 
-@pytest.mark.parametrize("event", ["build_finished", "fail", "expire", "build"])
+@pytest.mark.parametrize("event", ["build_finished", "build_failed", "fail", "expire", "build"])
 def test_people_cannot_trigger_system_events(world, event):
     ws, author, _, campaign = world
     with pytest.raises(DomainError):
