@@ -9,11 +9,14 @@ PostgreSQL server named by DATABASE_URL), Redis (REDIS_URL, else the embedded on
 - copy_rows_per_s: the raw load of the same numbers into a bare table (COPY on PostgreSQL,
   executemany on SQLite) in the same run, and ratio = rows_per_s / copy_rows_per_s;
 - parse_rows_per_s: read + normalise + hash of the same file without any database;
+- indexed_floor_rows_per_s (PostgreSQL): the stored rows COPYed again into a copy of
+  `recipients` with its indexes — what the database alone needs to store them — and
+  ratio_to_indexed_floor;
 - rss_growth_mb: peak RSS growth of the web worker and of the RQ work-horse during the big
   upload, next to the same growth for the 1 KB file.
 
-    python bench/ingest.py [--rows 1000000] [--keep]
-    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres python bench/ingest.py --rows 10000000
+    python bench/ingest.py [--rows 10000000] [--line-bytes 109] [--shuffled] [--keep]
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres python bench/ingest.py --line-bytes 109
     python bench/ingest.py --url http://host:5000 --token mc_… --campaign 12   # a running portal
 
 Last line: RESULT rows=… rows_per_s=… copy_rows_per_s=… ratio=… rss_growth_mb=… (plus more fields).
@@ -373,8 +376,8 @@ def parse_baseline(env, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", "--lines", dest="rows", type=int, default=1_000_000,
-                        help="rows in the generated file (default 1,000,000; 10,000,000 is about 170 MB)")
+    parser.add_argument("--rows", "--lines", dest="rows", type=int, default=10_000_000,
+                        help="rows in the generated file (default 10,000,000, about 175 MB)")
     parser.add_argument("--line-bytes", type=int, default=0,
                         help="pad lines with a filler column to about this many bytes (10M rows with 109: just under 1 GiB)")
     parser.add_argument("--shuffled", action="store_true", help="write the numbers in scattered order, not sorted")

@@ -236,9 +236,8 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
     if status != "Building":
         db.session.rollback()
         return False
-    inserted, stop_listed = store_numbers(upload.campaign_id, upload.workspace_id, upload.id, chunk.numbers, key,
-                                          campaign_empty=count == 0, probe=probe)
-    duplicates = len(chunk.numbers) - inserted - stop_listed
+    inserted, stop_listed, duplicates = store_numbers(upload.campaign_id, upload.workspace_id, upload.id,
+                                                      chunk.parts, key, campaign_empty=count == 0, probe=probe)
     if chunk.errors:
         db.session.execute(db.insert(JobError), [
             {"campaign_id": upload.campaign_id, "upload_id": upload.id, "line_no": ln, "reason": reason,

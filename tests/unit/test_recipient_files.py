@@ -10,11 +10,13 @@ ALPHABET = list("0123456789") + ["+", "0", "00", " ", "-", ".", "(", ")", "/", "
 
 
 def line_by_line(seg, layout):
-    chunk = Chunk(0)
+    chunk, numbers = Chunk(0), []
     body = seg[:-1] if seg.endswith(b"\n") else seg
     for i, raw in enumerate(body.split(b"\n")):
-        _slow_line(raw, 1 + i, layout, chunk, 1000)
-    return chunk.numbers, chunk.errors, chunk.rejected
+        number = _slow_line(raw, 1 + i, layout, chunk, 1000)
+        if number:
+            numbers.append(number)
+    return numbers, chunk.errors, chunk.rejected
 
 
 def block(seg, layout):
