@@ -1,10 +1,27 @@
 """Extension instances, created unbound so that importing a module never connects to anything."""
+import sqlite3
+
 from flask import current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """The embedded SQLite database is shared by the web, worker and cron processes: WAL lets
+    pages and status polls read while an ingest writes, and a writer waits for the lock instead
+    of failing after the driver's default 5 s."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
 
 # Stable constraint names so Alembic migrations are reviewable and reversible on every backend.
 NAMING = {

@@ -246,6 +246,8 @@ def upload_and_wait(base_url, token, campaign_id, path, web_pid=None):
     last = None
     while True:
         status = requests.get(status_url, headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+        if "state" not in status:
+            raise SystemExit(f"status request refused: {status}")
         if status["state"] in ("done", "failed"):
             if status["state"] == "failed":
                 raise SystemExit(f"ingest failed: {status['error']}")
@@ -425,8 +427,9 @@ def main():
         token, (warm_campaign, tiny_campaign, big_campaign) = seed(env)
         port = free_port()
         gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+        web_log = open(os.path.join(data_dir, "web.log"), "wb")
         web = subprocess.Popen([gunicorn, "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "3600", "wsgi:app"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT)
         procs.append(web)
         worker_log = open(os.path.join(data_dir, "worker.log"), "wb")
         worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker-process"], cwd=ROOT, env=env,

@@ -3,8 +3,8 @@
 Self-contained like bench/dispatch.py: makes its own data dir, database (SQLite there, or a fresh
 database on the PostgreSQL server named by DATABASE_URL, dropped afterwards), Redis (REDIS_URL on a
 free database number 5–15, else the embedded one), development certificates, and starts the real
-processes: the reference Core, gunicorn (deploy/gunicorn.conf.py), two `rq worker --with-scheduler`
-and `rq cron jobs/cron.py`. Then:
+processes: the reference Core, gunicorn (deploy/gunicorn.conf.py), two
+`rq worker -w jobs.worker.AppWorker --with-scheduler` and `rq cron jobs/cron.py`. Then:
 
 - seeds a workspace with `--campaigns` finished campaigns (some with recipients), `--operators`
   member accounts, a draft for the ingest and a Sending campaign of `--dispatch-recipients`;
@@ -110,8 +110,9 @@ class Stack:
         self.spawn("web", [os.path.join(BIN, "gunicorn"), "--config", "deploy/gunicorn.conf.py", "wsgi:app"])
         for n, queues in enumerate((["uploads", "dispatch", "exports", "default"],
                                     ["dispatch", "uploads", "exports", "default"])):
-            self.spawn(f"worker-{n}", [os.path.join(BIN, "rq"), "worker", "--with-scheduler", "--url", redis_url,
-                                       "--path", ".", *queues])
+            # As the Procfile and the systemd unit run it: AppWorker builds the app once per worker.
+            self.spawn(f"worker-{n}", [os.path.join(BIN, "rq"), "worker", "-w", "jobs.worker.AppWorker",
+                                       "--with-scheduler", "--url", redis_url, "--path", ".", *queues])
         self.spawn("cron", [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "--path", ".", "jobs/cron.py"])
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -1,9 +1,13 @@
 """Personal access tokens: shown once at creation, stored as a SHA-256 digest, revocable, audited."""
+from datetime import timedelta
+
 import audit
 from extensions import db
 from models import ApiToken, utcnow
 from services import secrets
 from services.errors import DomainError, NotFound
+
+LAST_USED_RESOLUTION_SECONDS = 60
 
 
 def create_token(user, workspace, name):
@@ -47,6 +51,9 @@ def authenticate_bearer(token):
         return None
     if not row.user.is_active:
         return None
-    row.last_used_at = utcnow()
-    db.session.commit()
+    now = utcnow()
+    # "Last used" to the minute is enough, and one write per call would contend with bulk work.
+    if row.last_used_at is None or row.last_used_at < now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS):
+        row.last_used_at = now
+        db.session.commit()
     return row

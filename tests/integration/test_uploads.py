@@ -364,6 +364,38 @@ def test_api_put_and_status(app, world, api):
     assert status["errors"] == [{"line": 4, "reason": "contains characters other than digits", "text": "foo"}]
 
 
+def test_status_polls_answer_while_an_ingest_holds_the_sqlite_write_lock(app, world, api):
+    """The embedded SQLite is shared by web and worker: a status poll must not fail while the
+    ingest's chunk transaction holds the write lock (it did: 'database is locked', HTTP 500)."""
+    import sqlite3
+    import time
+
+    from models import ApiToken
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's file lock")
+    ws, author, campaign = world
+    api_client = app.test_client()
+    response = api_client.put(f"/api/v1/campaigns/{campaign.id}/recipients", data=b"491701111111\n",
+                              headers={**api, "Content-Type": "text/csv"})
+    status_url = response.get_json()["status_url"]
+    used = db.session.execute(db.select(ApiToken.last_used_at)).scalar_one()
+    assert db.session.execute(db.text("PRAGMA journal_mode")).scalar() == "wal"
+    writer = sqlite3.connect(db.engine.url.database, timeout=1)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE uploads SET lines = lines + 0")
+        started = time.monotonic()
+        polled = api_client.get(status_url, headers=api)
+        assert polled.status_code == 200 and polled.get_json()["state"] == "queued"
+        assert time.monotonic() - started < 2
+    finally:
+        writer.rollback()
+        writer.close()
+    db.session.expire_all()
+    assert db.session.execute(db.select(ApiToken.last_used_at)).scalar_one() == used  # recorded once a minute
+
+
 def test_api_too_large(app, world, api):
     ws, author, campaign = world
     api_client = app.test_client()
