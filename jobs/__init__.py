@@ -46,6 +46,16 @@ def _timed(fn, args, kwargs):
         observe_job(fn.__name__, job.origin if job else "inline", time.perf_counter() - started)
 
 
+def report_progress(progress):
+    """Publish a running job's progress in `job.meta['progress']` (no-op outside an RQ job)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None:
+        job.meta["progress"] = progress
+        job.save_meta()
+
+
 def get_queue(name="default"):
     if name not in QUEUES:
         raise ValueError(f"unknown queue {name!r}")

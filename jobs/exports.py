@@ -6,25 +6,16 @@ and to the Export row. When no retry is left, `on_export_failure` marks the row 
 """
 import logging
 
-from rq import get_current_job
-
-from jobs import app_job
+from jobs import app_job, report_progress
 
 log = logging.getLogger("mc.jobs.exports")
-
-
-def _report(progress):
-    job = get_current_job()
-    if job is not None:
-        job.meta["progress"] = progress
-        job.save_meta()
 
 
 @app_job
 def build_export(export_id):
     from services import exports
 
-    export = exports.build(export_id, on_progress=_report)
+    export = exports.build(export_id, on_progress=report_progress)
     if export is None:
         return None
     return {"state": export.state, "rows": export.rows}

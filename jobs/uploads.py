@@ -8,30 +8,22 @@ Upload row and to `job.meta['progress']`.
 import logging
 from datetime import timedelta
 
-from rq import get_current_job
 
 from extensions import db
-from jobs import app_job
+from jobs import app_job, report_progress
 from models import Campaign, utcnow
 from models.recipients import Upload
 
 log = logging.getLogger("mc.jobs.uploads")
 
 
-def _report(progress):
-    job = get_current_job()
-    if job is not None:
-        job.meta["progress"] = progress
-        job.save_meta()
-
-
 @app_job
 def ingest_upload(upload_id):
     from services import recipients
 
-    upload = recipients.ingest(upload_id, on_progress=_report)
+    upload = recipients.ingest(upload_id, on_progress=report_progress)
     if upload is not None:
-        _report(recipients.upload_status(upload, errors_limit=0))
+        report_progress(recipients.upload_status(upload, errors_limit=0))
         return {"state": upload.state, "accepted": upload.accepted, "rejected": upload.rejected}
     return None
 
@@ -45,7 +37,7 @@ def plan_spread(campaign_id):
     if campaign is None or campaign.mode != "Spread":
         return 0
     planned = spread.plan(campaign)
-    _report({"planned": planned})
+    report_progress({"planned": planned})
     db.session.refresh(campaign)
     active = db.session.execute(db.select(Upload.id).where(Upload.campaign_id == campaign_id,
                                                            Upload.state.in_(("queued", "running")))).first()

@@ -110,7 +110,7 @@ def sniff(lines):
         if HEADER_NAMES.match(cell.replace(" ", "_")):
             return Layout(delimiter, i, True)
     try:
-        _number(_split(first, delimiter)[0])
+        normalise_number(_split(first, delimiter)[0])
     except BadNumber:
         # Looks like a header when it has letters and the next line has a number in column 0.
         if any(ch.isalpha() for ch in first):
@@ -119,13 +119,6 @@ def sniff(lines):
 
 
 # --- one line, the exact way ----------------------------------------------------------------
-
-def _number(cell):
-    value = normalise_number(cell)
-    if not value.isascii():  # str.isdigit() accepts e.g. Arabic-Indic digits; we store ASCII only
-        raise BadNumber("contains characters other than digits")
-    return value
-
 
 def raw_for_error(raw):
     raw = raw.replace("\x00", "").strip()
@@ -140,7 +133,7 @@ def parse_line(line, layout):
     try:
         if layout.column >= len(cells):
             raise BadNumber(f"no column {layout.column + 1} (the number column) on this line")
-        return _number(cells[layout.column])
+        return normalise_number(cells[layout.column])
     except BadNumber as exc:
         cell = cells[layout.column] if layout.column < len(cells) else line
         others = [d for d in DELIMITERS if d != layout.delimiter and d in cell]

@@ -28,8 +28,8 @@ from models.campaigns import JobError
 from models.recipients import Recipient, Upload
 from services import campaigns as campaign_rules
 from services.errors import DomainError
-from services.numbers import BadNumber, display_number, hash_key, mask_number
-from services.recipient_files import IngestFailed, _number, read_chunk, read_head
+from services.numbers import BadNumber, display_number, hash_key, mask_number, normalise_number
+from services.recipient_files import IngestFailed, read_chunk, read_head
 from services.recipient_store import Probe, store_numbers
 
 log = logging.getLogger("mc.recipients")
@@ -421,7 +421,7 @@ def _search_clause(campaign, search):
     if re.fullmatch(r"[0-9a-f]{6,64}", q) and not q.isdigit():
         return (Recipient.ctn_hash >= q, Recipient.ctn_hash < q + "g")
     try:
-        return (Recipient.number == _number(q),)
+        return (Recipient.number == normalise_number(q),)
     except BadNumber:
         if re.fullmatch(r"[0-9a-f]{6,64}", q):
             return (Recipient.ctn_hash >= q, Recipient.ctn_hash < q + "g")
