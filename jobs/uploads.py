@@ -8,7 +8,6 @@ Upload row and to `job.meta['progress']`.
 import logging
 from datetime import timedelta
 
-
 from extensions import db
 from jobs import app_job, report_progress
 from models import Campaign, utcnow
