@@ -90,7 +90,7 @@ def live_pulse(workspace_ids=None, include_core=True):
     inflight = int(db.session.scalar(_scope(stmt, Campaign.workspace_id, workspace_ids)) or 0)
     ids = workspace_ids if workspace_ids is not None else list(db.session.scalars(select(Workspace.id)))
     try:
-        minute = pulse.last_minutes(ids, minutes=1)
+        minute = pulse.last_minute(ids)
         pulse_ok = True
     except Exception:  # noqa: BLE001 - Redis down: the tile says "unknown", the page still renders
         minute, pulse_ok = {"sent": 0, "delivered": 0, "failed": 0}, False

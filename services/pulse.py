@@ -2,6 +2,10 @@
 
 Written by dispatch as results and delivery reports are applied; read by the dashboard for "the
 last minute" without touching recipient rows. Keys expire after two hours.
+
+"The last minute" is a sliding 60-second window, estimated from two fixed minutes: the current one
+plus the previous one weighted by the part of it still inside the window. Reading the current
+calendar minute alone dropped the pulse to zero every time the clock passed :00.
 """
 import time
 
@@ -15,12 +19,12 @@ def _key(workspace_id, minute):
     return f"mc:pulse:{workspace_id}:{minute}"
 
 
-def record(workspace_id, **counts):
+def record(workspace_id, now=None, **counts):
     """Add counts (sent=, delivered=, failed=) to the current minute of a workspace."""
     counts = {k: v for k, v in counts.items() if v}
     if not counts:
         return
-    key = _key(workspace_id, int(time.time() // 60))
+    key = _key(workspace_id, int((now or time.time()) // 60))
     pipe = redis_connection().pipeline()
     for kind, value in counts.items():
         pipe.hincrby(key, kind, value)
@@ -28,17 +32,20 @@ def record(workspace_id, **counts):
     pipe.execute()
 
 
-def last_minutes(workspace_ids, minutes=1, now=None):
-    """Summed counts over the last `minutes` full-or-current minutes for the given workspaces."""
-    current = int((now or time.time()) // 60)
+def last_minute(workspace_ids, now=None):
+    """Counts over the 60 seconds before `now`, summed over the given workspaces (rounded)."""
+    now = now or time.time()
+    current = int(now // 60)
+    previous_weight = 1.0 - (now % 60) / 60.0
     pipe = redis_connection().pipeline()
     for workspace_id in workspace_ids:
-        for minute in range(current - minutes + 1, current + 1):
-            pipe.hgetall(_key(workspace_id, minute))
-    totals = dict.fromkeys(KINDS, 0)
-    for row in pipe.execute():
+        pipe.hgetall(_key(workspace_id, current - 1))
+        pipe.hgetall(_key(workspace_id, current))
+    totals = dict.fromkeys(KINDS, 0.0)
+    for index, row in enumerate(pipe.execute()):
+        weight = previous_weight if index % 2 == 0 else 1.0
         for kind, value in row.items():
             kind = kind.decode() if isinstance(kind, bytes) else kind
             if kind in totals:
-                totals[kind] += int(value)
-    return totals
+                totals[kind] += weight * int(value)
+    return {kind: round(value) for kind, value in totals.items()}

@@ -91,6 +91,20 @@ def test_overview_page_is_finished_and_accessible(client, world):
     assert headings[0] == 1 and all(b - a <= 1 for a, b in zip(headings, headings[1:]))
 
 
+def test_last_minute_slides_over_the_minute_boundary(app, world):
+    """Counts do not drop to zero when the clock passes :00; they fade out over the next minute."""
+    ws = world["ws"].id
+    minute_start = 60 * 29_000_000
+    pulse.record(ws, now=minute_start + 50, sent=200, delivered=100)
+    assert pulse.last_minute([ws], now=minute_start + 59) == {"sent": 200, "delivered": 100, "failed": 0}
+    assert pulse.last_minute([ws], now=minute_start + 60) == {"sent": 200, "delivered": 100, "failed": 0}
+    assert pulse.last_minute([ws], now=minute_start + 90) == {"sent": 100, "delivered": 50, "failed": 0}
+    pulse.record(ws, now=minute_start + 90, failed=4)
+    assert pulse.last_minute([ws], now=minute_start + 105) == {"sent": 50, "delivered": 25, "failed": 4}
+    assert pulse.last_minute([ws], now=minute_start + 120) == {"sent": 0, "delivered": 0, "failed": 4}
+    assert pulse.last_minute([ws + 1000], now=minute_start + 60) == {"sent": 0, "delivered": 0, "failed": 0}
+
+
 def test_pulse_json_reports_the_last_minute(client, world):
     pulse.record(world["ws"].id, sent=20, delivered=8, failed=2)
     pulse.record(world["ws"].id + 1000, sent=999, delivered=999)  # another workspace: not counted
