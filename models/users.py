@@ -21,8 +21,9 @@ class User(UserMixin, db.Model):
     session_epoch = db.Column(db.Integer, nullable=False, default=0)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
-    memberships = db.relationship("Membership", back_populates="user", lazy="selectin",
-                                  cascade="all, delete-orphan")
+    # Loaded on first use (the signed-in user's, once per request), not with every User row loaded
+    # as an author, a moderator or an export's creator.
+    memberships = db.relationship("Membership", back_populates="user", cascade="all, delete-orphan")
 
     @property
     def is_active(self):

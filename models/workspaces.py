@@ -20,8 +20,8 @@ class Workspace(db.Model):
     is_master = db.Column(db.Boolean, nullable=False, default=False)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
-    memberships = db.relationship("Membership", back_populates="workspace", lazy="selectin",
-                                  cascade="all, delete-orphan")
+    # Loaded on demand: a workspace is loaded on every request and may have thousands of members.
+    memberships = db.relationship("Membership", back_populates="workspace", cascade="all, delete-orphan")
 
     @property
     def sending_window(self):

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import contains_eager
 
 from extensions import db
 from models import Campaign, JobError, MessageError, Recipient, User
@@ -135,8 +135,7 @@ def list_campaigns(workspace, membership, user, filters, page_size=None):
         order = [key.desc().nulls_first(), Campaign.id.desc()]
     query = (_filtered(workspace, membership, user, f)
              .outerjoin(User, User.id == Campaign.author_id)
-             .options(contains_eager(Campaign.author).lazyload(User.memberships))
-             .options(joinedload(Campaign.sender_revision))
+             .options(contains_eager(Campaign.author))
              .order_by(*order).offset((f.page - 1) * page_size).limit(page_size + 1))
     rows = list(db.session.execute(query).unique().scalars())
     return rows[:page_size], len(rows) > page_size

@@ -80,7 +80,9 @@ def top_authors(workspace_ids=None, now=None, limit=5):
     rows = db.session.execute(stmt.order_by(func.count(Campaign.id).desc(),
                                             func.coalesce(func.sum(Campaign.sent_count), 0).desc())
                               .limit(limit)).all()
-    users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_([r[0] for r in rows])))}
+    # Columns, not User objects: loading users would also load each one's memberships.
+    users = {u.id: u for u in db.session.execute(select(User.id, User.email, User.name)
+                                                 .where(User.id.in_([r[0] for r in rows])))}
     return [{"user": users.get(r[0]), "campaigns": int(r[1]), "sent": int(r[2])} for r in rows]
 
 

@@ -10,7 +10,7 @@ session id changes at login (and, through the epoch, at every privilege change).
 import secrets as _random
 from datetime import timedelta
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 from sqlalchemy import update
 
 import audit
@@ -64,16 +64,27 @@ def check(user):
     if not session.get(SESSION_KEY):
         start(user)
         return True
-    return is_active(current_row(), user)
+    row = current_row()
+    if not is_active(row, user):
+        return False
+    # What touch() needs later in this request, kept so that it does not read the row again.
+    g.session_seen = (row.id, row.last_seen_at)
+    return True
 
 
 def touch(user):
     """Update 'last seen' at most every SESSION_TOUCH_SECONDS (not one write per request)."""
-    row = current_row()
+    seen = g.pop("session_seen", None)
+    if seen is None:
+        row = current_row()
+        if row is None or row.user_id != user.id:
+            return
+        seen = (row.id, row.last_seen_at)
+    row_id, last_seen_at = seen
     now = utcnow()
-    if row is not None and row.user_id == user.id and row.last_seen_at < now - timedelta(seconds=_touch_seconds()):
-        row.last_seen_at = now
-        row.ip = (request.remote_addr or "")[:64]
+    if last_seen_at < now - timedelta(seconds=_touch_seconds()):
+        db.session.execute(update(UserSession).where(UserSession.id == row_id)
+                           .values(last_seen_at=now, ip=(request.remote_addr or "")[:64]))
         db.session.commit()
 
 
