@@ -66,6 +66,7 @@ def load_config(overrides=None, env=None):
         "DISPATCH_TIME_BUDGET": _int(env, "DISPATCH_TIME_BUDGET", 20),
         "DISPATCH_LEASE_SECONDS": _int(env, "DISPATCH_LEASE_SECONDS", 60),
         "EXPORT_TTL_HOURS": _int(env, "EXPORT_TTL_HOURS", 24),
+        "DASHBOARD_CACHE_SECONDS": _int(env, "DASHBOARD_CACHE_SECONDS", 5),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "PREFLIGHT_MIN_RECIPIENTS": _int(env, "PREFLIGHT_MIN_RECIPIENTS", 100_000),
         "CORE_PROBE_TIMEOUT": float(env.get("CORE_PROBE_TIMEOUT") or 3),

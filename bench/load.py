@@ -86,6 +86,7 @@ class Stack:
         self.args = args
         self.data_dir = tempfile.mkdtemp(prefix="mc-bench-load-")
         self.procs, self.logs = [], []
+        self.session_names = {}  # session id of each spawned process group -> its name
         self.db_handle = self.redis_conn = None
         self.started_redis = False
 
@@ -140,6 +141,32 @@ class Stack:
         self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True,
                                            preexec_fn=(lambda: os.nice(nice)) if nice else None))
+        self.session_names[self.procs[-1].pid] = name.split("-")[0]
+
+    def cpu_seconds(self):
+        """CPU seconds used so far per part of the installation (Linux /proc; {} elsewhere)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        totals = {}
+        for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            comm, fields = raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+            # Own time plus that of ended children (rq's work horses, database connections).
+            session, used = int(fields[3]), sum(int(v) for v in fields[11:15]) / tick
+            if int(entry) == os.getpid():
+                name = "load generator"
+            elif comm in ("postgres", "redis-server"):
+                name = comm
+            else:
+                name = self.session_names.get(session)
+            if name:
+                totals[name] = totals.get(name, 0.0) + used
+        return totals
 
     def stop(self):
         for proc in self.procs:
@@ -351,7 +378,7 @@ def main():
             from services import campaigns as lifecycle
 
             lifecycle.apply(db.session.get(Campaign, sending_id), "resume")
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), stack.cpu_seconds()
         ingest_thread = threading.Thread(target=ingest)
         ingest_thread.start()
         stop_at = time.time() + args.duration
@@ -361,6 +388,7 @@ def main():
             for f in futures:
                 f.result()
         browse_s = time.perf_counter() - started
+        cpu_after = stack.cpu_seconds()
         ingest_thread.join()
 
         state = {}
@@ -391,6 +419,10 @@ def main():
               f"{max(all_times):>10.0f}{errors:>8}")
         print(f"\nbrowsing   {browse_s:.0f} s, {args.operators} operators, {len(all_times) / browse_s:.0f} req/s")
         print(f"database   {'postgresql' if stack.db_handle else 'sqlite'}")
+        # Where the machine's CPU went while the operators browsed (cores busy on average).
+        cpu = {k: (cpu_after[k] - cpu_before.get(k, 0.0)) / browse_s for k in cpu_after}
+        print(f"cpu        {os.cpu_count()} cores; busy: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
         if state:
             print(f"ingest     {args.recipients:,} lines: PUT {upload['put_s']:.1f} s (HTTP {upload['response']}), "
                   f"{state.get('state')} after {ingest_s:.0f} s, accepted {state.get('accepted', 0):,}, "

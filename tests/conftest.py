@@ -69,7 +69,9 @@ def _data_dir():
 @pytest.fixture(scope="session")
 def app(_data_dir):
     config = {"TESTING": True, "MC_DATA_DIR": _data_dir, "SECRET_KEY": "test-secret",
-              "AUDIT_EMBEDDED_DIR": os.path.join(_data_dir, "audit"), "SERVER_NAME": "mc.test"}
+              "AUDIT_EMBEDDED_DIR": os.path.join(_data_dir, "audit"), "SERVER_NAME": "mc.test",
+              # Figures as they are now; tests/integration/test_dashboard.py checks the shared cache itself.
+              "DASHBOARD_CACHE_SECONDS": 0}
     if not os.environ.get("DATABASE_URL"):
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{os.path.join(_data_dir, 'test.db')}"
     application = create_app(config)

@@ -19,6 +19,8 @@ def _fresh_redis_state():
     for key in redis.scan_iter("mc:pulse:*"):
         redis.delete(key)
     redis.delete("mc:diag:core")
+    for key in redis.scan_iter("mc:dashboard:*"):
+        redis.delete(key)
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def test_figures_come_from_counters(world):
     assert data["hourly"][-1][1:] == (300, 7) and data["hourly"][-4][1:] == (400, 43)
     assert sum(s for _, s, _ in data["hourly"]) == 700  # the 30-hour-old row is outside the window
     top = data["top_authors"]
-    assert top[0]["user"].email == "author@acme.test" and top[0]["campaigns"] == 6 and top[0]["sent"] == 760
+    assert top[0]["user"]["email"] == "author@acme.test" and top[0]["campaigns"] == 6 and top[0]["sent"] == 760
     assert top[1]["campaigns"] == 1  # the admin's 45-day-old campaign is not counted
     assert data["pulse"]["inflight"] == 160
 
@@ -103,6 +105,40 @@ def test_last_minute_slides_over_the_minute_boundary(app, world):
     assert pulse.last_minute([ws], now=minute_start + 105) == {"sent": 50, "delivered": 25, "failed": 4}
     assert pulse.last_minute([ws], now=minute_start + 120) == {"sent": 0, "delivered": 0, "failed": 4}
     assert pulse.last_minute([ws + 1000], now=minute_start + 60) == {"sent": 0, "delivered": 0, "failed": 0}
+
+
+def _campaigns_tile(html):
+    return int(re.search(r'tile-value">([\d,]+)</span><span class="tile-label">Campaigns<', html).group(1))
+
+
+def test_campaign_figures_are_shared_for_a_few_seconds(client, app, world):
+    """Fifty operators on one home page: one set of GROUP BYs per DASHBOARD_CACHE_SECONDS."""
+    app.config["DASHBOARD_CACHE_SECONDS"] = 5
+    client.login("author@acme.test")
+    assert _campaigns_tile(client.get("/w/acme/").get_data(as_text=True)) == 7
+    key = dashboard._cache_key([world["ws"].id])
+    assert 0 < redis_connection().ttl(key) <= 5
+    make_campaign(world["ws"], world["author"], status="Sending", moderation="approved", inflight_count=40)
+    db.session.commit()
+    html = client.get("/w/acme/").get_data(as_text=True)
+    assert _campaigns_tile(html) == 7    # the shared figures, at most 5 s old
+    assert client.get("/w/acme/pulse.json").get_json()["inflight"] == 200  # the Live Pulse is live
+    redis_connection().delete(key)       # what the expiry does
+    assert _campaigns_tile(client.get("/w/acme/").get_data(as_text=True)) == 8
+
+
+def test_dashboard_without_redis_computes_the_figures(client, app, world):
+    app.config["DASHBOARD_CACHE_SECONDS"] = 5
+    client.login("author@acme.test")
+    working = app.extensions.pop("mc_redis", None)
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    try:
+        html = client.get("/w/acme/").get_data(as_text=True)
+    finally:
+        app.extensions.pop("mc_redis", None)
+        if working is not None:
+            app.extensions["mc_redis"] = working
+    assert _campaigns_tile(html) == 7
 
 
 def test_pulse_json_reports_the_last_minute(client, world):
