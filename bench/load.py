@@ -11,12 +11,13 @@ processes: the reference Core, gunicorn (deploy/gunicorn.conf.py), two
 - starts the ingest: a generated CSV of `--recipients` numbers PUT to
   /api/v1/campaigns/<id>/recipients with a token from `flask tokens create`;
 - signs `--operators` operators in through /login, all at once (reported as the `sign-in` line,
-  not part of the browsing figures);
+  not part of the browsing figures; their stored hashes use the shipped argon2id parameters);
 - then resumes the dispatch campaign, starts the ingest and runs the operators concurrently
   (threads, one `requests.Session` each) for `--duration` seconds, each looping over the campaign
   list, a campaign detail page and the dashboard (+ its Live Pulse JSON), with `--think` seconds
   between requests;
-- prints p50 / p95 / max per page, errors, and how far the ingest and the dispatch got.
+- prints p50 / p95 / max per page, errors, how far the ingest and the dispatch got, and where
+  the machine's CPU went meanwhile (cores busy per part: web, postgres, workers, …; Linux /proc).
 
     python bench/load.py [--operators 50] [--duration 60] [--recipients 1000000]
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/0 \\
@@ -202,16 +203,24 @@ def seed(args):
     from services import accounts, members, passwords, workspaces
     from services.numbers import ctn_hash
 
+    shipped = passwords._hasher
     passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # seeding only
     ws = workspaces.create_workspace(SLUG, "Load test", "UTC", "00:00-24:00")
     owner = accounts.create_user("owner@load.example.org", PASSWORD, enforce_policy=False)
     members.add_member(ws, owner, "admin")
-    operators = []
+    operators, users = [], [owner]
     for i in range(args.operators):
         email = f"operator{i:03d}@load.example.org"
         user = accounts.create_user(email, PASSWORD, enforce_policy=False)
         members.add_member(ws, user, "admin" if i % 5 == 0 else "moderator")
         operators.append(email)
+        users.append(user)
+    # The operators' stored hashes use the shipped argon2id parameters (one hash, shared), so the
+    # sign-in line measures verification as on a real morning, not a one-off re-hash as well.
+    real_hash = shipped.hash(PASSWORD)
+    for user in users:
+        user.password_hash = real_hash
+    passwords._hasher = shipped
     sender = SenderName(workspace_id=ws.id, label="LOAD")
     db.session.add(sender)
     db.session.flush()
@@ -333,6 +342,8 @@ def main():
     parser.add_argument("--web-threads", type=int, default=8)
     parser.add_argument("--worker-nice", type=int, default=10,
                         help="CPU niceness of the workers, cron and Core (the systemd units use Nice=10)")
+    parser.add_argument("--baseline", type=float, default=10,
+                        help="seconds of the quiet baseline: one operator alone, before the load starts")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (and the process logs in it)")
     args = parser.parse_args()
 
@@ -372,6 +383,9 @@ def main():
         # own line), then the ingest and the dispatch start together with the browsing.
         with ThreadPoolExecutor(max_workers=args.operators) as pool:
             sessions = list(pool.map(lambda email: sign_in(stack.base, email, rec), operators))
+        # Baseline in the same run: one operator alone, no pause, nothing else running.
+        quiet = Recorder()
+        operator(stack.base, sessions[0], "quiet baseline", campaign_ids, time.time() + args.baseline, 0.0, quiet)
         with app.app_context():
             from extensions import db
             from models import Campaign
@@ -417,7 +431,12 @@ def main():
                   f"{rec.errors.get(page, 0):>8}")
         print(f"{'all':<22}{len(all_times):>10}{statistics.median(all_times):>10.0f}{pct(all_times, 95):>10.0f}"
               f"{max(all_times):>10.0f}{errors:>8}")
-        print(f"\nbrowsing   {browse_s:.0f} s, {args.operators} operators, {len(all_times) / browse_s:.0f} req/s")
+        quiet_times = [t for ts in quiet.times.values() for t in ts] or [0.0]
+        quiet_p95 = pct(quiet_times, 95)
+        ratio = pct(all_times, 95) / quiet_p95 if quiet_p95 else 0.0
+        print(f"\nquiet      one operator alone (same pages, no pause, before the load): {len(quiet_times)} requests, "
+              f"p50 {statistics.median(quiet_times):.0f} ms, p95 {quiet_p95:.0f} ms; loaded/quiet p95 ratio {ratio:.1f}")
+        print(f"browsing   {browse_s:.0f} s, {args.operators} operators, {len(all_times) / browse_s:.0f} req/s")
         print(f"database   {'postgresql' if stack.db_handle else 'sqlite'}")
         # Where the machine's CPU went while the operators browsed (cores busy on average).
         cpu = {k: (cpu_after[k] - cpu_before.get(k, 0.0)) / browse_s for k in cpu_after}
@@ -435,7 +454,8 @@ def main():
             print("error sample:", sample)
         page_p95 = " ".join(f"p95_{re.sub(r'[^a-z0-9]+', '_', p).strip('_')}={pct(ts, 95):.0f}"
                             for p, ts in sorted(rec.times.items()))
-        print(f"RESULT p95_ms={pct(all_times, 95):.0f} errors={errors} requests={len(all_times)} {page_p95} "
+        print(f"RESULT p95_ms={pct(all_times, 95):.0f} errors={errors} requests={len(all_times)} "
+              f"quiet_p95_ms={quiet_p95:.0f} ratio={ratio:.2f} {page_p95} "
               f"ingest_state={state.get('state', 'none')} ingest_accepted={state.get('accepted', 0)} "
               f"dispatched={dispatched}")
     finally:

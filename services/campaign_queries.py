@@ -1,7 +1,6 @@
 """Read side of campaigns: the filtered, sorted, paginated list and the detail page's tabs.
 
-The list runs one SELECT per page whatever its size (authors and sender revisions come in the
-same statement; counters are columns, never COUNT(*) over recipients). Pagination is a bounded
+The list runs one SELECT per page whatever its size (authors come in the same statement; counters are columns, never COUNT(*) over recipients). Pagination is a bounded
 offset — pages of PAGE_SIZE up to MAX_PAGES — walking an index on (workspace_id, sort key, id),
 so a page costs the same at 100k campaigns; past the bound the page asks for a narrower filter.
 """
@@ -12,10 +11,10 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import contains_eager, joinedload
 
 from extensions import db
-from models import Campaign, JobError, MessageError, Recipient, User
+from models import Campaign, JobError, MessageError, Recipient, SenderRevision, User
 from models.campaigns import MODES, STATUSES
 from services import permissions
 from services.errors import DomainError
@@ -197,18 +196,22 @@ def job_errors(campaign, limit=100):
                                    .limit(limit)).scalars())
 
 
-def count_job_errors(campaign):
-    return db.session.execute(select(func.count(JobError.id)).where(JobError.campaign_id == campaign.id)).scalar_one()
+def detail_load_options():
+    """For get_campaign(options=…): the detail page's author, sender revision and sender name come
+    in the campaign's own statement instead of one lazy load each."""
+    return (joinedload(Campaign.author), joinedload(Campaign.sender_revision).joinedload(SenderRevision.sender))
+
+
+def error_counts(campaign):
+    """(job errors, message errors) of a campaign, in one round trip."""
+    return tuple(db.session.execute(select(
+        select(func.count(JobError.id)).where(JobError.campaign_id == campaign.id).scalar_subquery(),
+        select(func.count(MessageError.id)).where(MessageError.campaign_id == campaign.id).scalar_subquery())).one())
 
 
 def message_errors(campaign, limit=100):
     return list(db.session.execute(select(MessageError).where(MessageError.campaign_id == campaign.id)
                                    .order_by(MessageError.id.desc()).limit(limit)).scalars())
-
-
-def count_message_errors(campaign):
-    return db.session.execute(select(func.count(MessageError.id))
-                              .where(MessageError.campaign_id == campaign.id)).scalar_one()
 
 
 def audit_events(campaign, limit=200):

@@ -360,9 +360,10 @@ def restore_with_owner(workspace, campaign_id, new_owner_id, membership, user):
 
 # --- lookups -----------------------------------------------------------------------------
 
-def get_campaign(workspace, campaign_id, membership, user):
-    """Scoped lookup: another workspace's campaign, or another author's for an author, is a 404."""
-    campaign = db.session.get(Campaign, campaign_id)
+def get_campaign(workspace, campaign_id, membership, user, *, options=()):
+    """Scoped lookup: another workspace's campaign, or another author's for an author, is a 404.
+    `options`: loader options for what the caller will show (see campaign_queries)."""
+    campaign = db.session.get(Campaign, campaign_id, options=options)
     if campaign is None or campaign.workspace_id != workspace.id:
         raise NotFound("This campaign does not exist in this workspace.")
     if not permissions.allowed("campaigns.view_all", membership, superadmin=user.is_superadmin) \

@@ -27,9 +27,9 @@ def _detail_url(campaign_id, **kwargs):
     return url_for("campaigns.detail", slug=g.workspace.slug, campaign_id=campaign_id, **kwargs)
 
 
-def _load(campaign_id):
+def _load(campaign_id, options=()):
     try:
-        return lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user)
+        return lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user, options=options)
     except NotFound:
         abort(404)
 
@@ -37,7 +37,8 @@ def _load(campaign_id):
 @bp.get("/<int:campaign_id>")
 @workspace_route("campaigns.view")
 def detail(campaign_id):
-    campaign = _load(campaign_id)
+    campaign = _load(campaign_id, options=queries.detail_load_options())
+    job_error_count, message_error_count = queries.error_counts(campaign)
     tab = request.args.get("tab", "recipients")
     if tab not in TABS:
         tab = "recipients"
@@ -51,8 +52,7 @@ def detail(campaign_id):
                and lifecycle.is_owner_or_manager(campaign, g.membership, current_user),
                "problems": lifecycle.submit_problems(campaign) if campaign.status == "New" else [],
                "author_active": lifecycle.author_is_active_member(campaign),
-               "job_error_count": queries.count_job_errors(campaign),
-               "message_error_count": queries.count_message_errors(campaign)}
+               "job_error_count": job_error_count, "message_error_count": message_error_count}
     context["exports"] = _exports(campaign)
     if tab == "recipients":
         try:
