@@ -112,11 +112,12 @@ def hourly(rows, *, uid="hourly", title="Sent and failed messages per hour, last
     scale = peak or 1
     slot = plot_w / max(len(rows), 1)
     out = [_open(uid, width, height, title, desc, "hourly"), _patterns(uid, ["Sent", "Failed"])]
-    for frac in (0, .5, 1):  # gridlines with values
+    for frac in (0, .5, 1):  # gridlines with values (an empty day: the zero line only, not "0" three times)
         y = top + plot_h * (1 - frac)
+        label = _fmt(scale * frac) if peak else ("0" if frac == 0 else "")
         out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" class="grid-line"/>'
-                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-axis">'
-                   f'{_fmt(scale * frac) if peak else 0}</text>')
+                   + (f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="chart-axis">{label}</text>'
+                      if label else ""))
     bar_w = max(slot / 2 - 2, 1)
     for i, (hour, sent, failed) in enumerate(rows):
         x = left + i * slot + 1
