@@ -203,6 +203,7 @@ def test_operator_day(stack, new_context, tmp_path):
     shot(mod1, "moderation-campaign-approved")
     expect(row2).to_have_count(0, timeout=10_000)  # the queue polls every 3 s
     expect(mod2.locator("#queue-live")).to_contain_text("decided by someone else")
+    expect(mod2.locator("#queue-live")).to_be_visible()  # a notice on the page, not only for screen readers
     expect(mod2.locator("[data-empty]")).to_be_visible()
     shot(mod2, "moderation-queue-dropped")
 
