@@ -199,7 +199,8 @@ def cron_status():
             if ids:
                 job = Job.fetch(ids[0], connection=connection) if connection.exists(f"rq:job:{ids[0]}") else None
                 if job is not None:
-                    row["status"], row["ended_at"] = str(job.get_status(refresh=False)), job.ended_at
+                    status = job.get_status(refresh=False)
+                    row["status"], row["ended_at"] = getattr(status, "value", status), job.ended_at
             rows.append(row)
         schedulers = [{"name": s.name, "hostname": s.hostname, "last_heartbeat": s.last_heartbeat}
                       for s in CronScheduler.all(connection)]

@@ -1,5 +1,6 @@
 """Diagnostics pages and the pre-flight checklist, against the reference Core over real mTLS:
 Core up/down, schema mismatch, Alembic head, audit store, queues and workers, certificate expiry."""
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -112,6 +113,8 @@ def test_diagnostics_page_shows_every_signal(sim, client, world, live_worker):
                  "Dropped events", "Queues and workers", "Worker heartbeats", live_worker.name, "alive",
                  "Periodic jobs", "Client certificate", "valid for"):
         assert text in html, text
+    assert re.search(r"[\d.]+ (KiB|MiB|GiB|TiB) free of [\d.]+ (GiB|TiB)", html)  # sizes a person reads
+    assert re.search(r"Checked \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", html)
     schema = diagnostics.schema_status()
     assert schema["ok"] and schema["heads"] == schema["database"]
 
@@ -219,6 +222,9 @@ def test_a_running_cron_scheduler_and_its_jobs_are_reported(app):
         assert status["error"] is None and status["ok"]
         assert any(s["name"] == "diag-test-cron" and s["last_heartbeat"] for s in status["schedulers"])
         assert {"jobs.dispatch.dispatch_tick", "jobs.dispatch.poll_delivery_reports"} <= {j["name"] for j in status["jobs"]}
+        # Statuses in words ("queued"), not the enum's repr ("JobStatus.QUEUED").
+        assert {j["status"] for j in status["jobs"] if j["status"]} <= {"queued", "started", "finished", "failed",
+                                                                         "deferred", "scheduled", "stopped", "canceled"}
     finally:
         scheduler.register_death()
         get_queue("default").empty()
