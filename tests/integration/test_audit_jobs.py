@@ -62,3 +62,19 @@ def test_purge_job_runs(app, audit_events):
     audit.record("test.recent")
     assert purge_audit() == 0
     assert audit_events(action="test.recent")
+
+
+def test_audit_page_shows_where_each_event_came_from(client, app):
+    ws = make_workspace("acme")
+    make_user("boss@example.com", workspace=ws, role="admin")
+    # Outside any request, as a CLI command or a job records it.
+    audit.record("workspace.settings_changed", workspace_id=ws.id, object_type="workspace", object_id=ws.id)
+    client.login("boss@example.com")
+    client.post("/w/acme/invitations", data={"email": "new@example.com", "role": "author"},
+                headers={"X-Request-ID": "req-from-browser"})
+    html = client.get("/w/acme/audit").get_data(as_text=True)
+    assert '<code class="action">invitations.created</code>' in html
+    assert "req req-from-bro<" in html                      # a web request: its id (first 12 characters)
+    rows = html.split("<tr")
+    system_row = next(r for r in rows if "workspace.settings_changed" in r)
+    assert "req " not in system_row and "—" in system_row  # no request: a dash, not a bare "req"
