@@ -457,7 +457,8 @@ def main():
             f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
         if state:
             print(f"ingest     {args.recipients:,} lines: PUT {upload['put_s']:.1f} s (HTTP {upload['response']}), "
-                  f"{state.get('state')} {ingest_s:.0f} s after the upload began (browsing lasted {browse_s:.0f} s), accepted {state.get('accepted', 0):,}, "
+                  f"{state.get('state')} {ingest_s:.0f} s after the upload began (browsing lasted {browse_s:.0f} s), "
+                  f"accepted {state.get('accepted', 0):,}, "
                   f"{state.get('accepted', 0) / ingest_s:,.0f} rows/s")
             if during_ingest:
                 print(f"           while it ran: {len(during_ingest)} requests, p50 {statistics.median(during_ingest):.0f} ms, "

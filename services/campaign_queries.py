@@ -1,8 +1,9 @@
 """Read side of campaigns: the filtered, sorted, paginated list and the detail page's tabs.
 
-The list runs one SELECT per page whatever its size (authors come in the same statement; counters are columns, never COUNT(*) over recipients). Pagination is a bounded
-offset — pages of PAGE_SIZE up to MAX_PAGES — walking an index on (workspace_id, sort key, id),
-so a page costs the same at 100k campaigns; past the bound the page asks for a narrower filter.
+The list runs one SELECT per page whatever its size (authors come in the same statement;
+counters are columns, never COUNT(*) over recipients). Pagination is a bounded offset — pages
+of PAGE_SIZE up to MAX_PAGES — walking an index on (workspace_id, sort key, id), so a page costs
+the same at 100k campaigns; past the bound the page asks for a narrower filter.
 """
 import importlib
 import re
