@@ -91,9 +91,10 @@ def top_authors(workspace_ids=None, now=None, limit=5):
     rows = db.session.execute(stmt.order_by(func.count(Campaign.id).desc(),
                                             func.coalesce(func.sum(Campaign.sent_count), 0).desc())
                               .limit(limit)).all()
-    # Columns, not User objects: loading users would also load each one's memberships.
-    users = {u.id: u for u in db.session.execute(select(User.id, User.email, User.name)
-                                                 .where(User.id.in_([r[0] for r in rows])))}
+    # Plain dicts (JSON-ready for the shared cache), read as columns rather than User objects.
+    users = {u.id: {"name": u.name, "email": u.email}
+             for u in db.session.execute(select(User.id, User.email, User.name)
+                                         .where(User.id.in_([r[0] for r in rows])))}
     return [{"user": users.get(r[0]), "campaigns": int(r[1]), "sent": int(r[2])} for r in rows]
 
 
@@ -126,9 +127,7 @@ def campaign_figures(workspace_ids=None, now=None):
     counts = status_counts(workspace_ids)
     return {"kpis": kpis(counts), "ring": ring(counts), "funnel": funnel(counts),
             "hourly": [(hour.isoformat(), sent, failed) for hour, sent, failed in hourly(workspace_ids, now)],
-            "top_authors": [{"user": {"name": row["user"].name, "email": row["user"].email} if row["user"] else None,
-                             "campaigns": row["campaigns"], "sent": row["sent"]}
-                            for row in top_authors(workspace_ids, now)]}
+            "top_authors": top_authors(workspace_ids, now)}
 
 
 def _cache_key(workspace_ids):
