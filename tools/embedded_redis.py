@@ -47,12 +47,21 @@ def start(directory):
 
 
 def stop(directory):
+    """SIGTERM the server and wait (up to 10 s) until it is gone: callers remove its directory next,
+    and a server still unlinking its socket and pid file made that `rm -rf` fail."""
     _, sock, pidfile = paths(directory)
     try:
         with open(pidfile) as fh:
-            os.kill(int(fh.read().strip()), signal.SIGTERM)
+            pid = int(fh.read().strip())
+        os.kill(pid, signal.SIGTERM)
     except (FileNotFoundError, ProcessLookupError, ValueError):
-        pass
+        return
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
