@@ -200,8 +200,9 @@ def test_twenty_replays_at_once_from_other_browsers_end_the_session_once(server,
     browser = requests.Session()
     browser.headers["User-Agent"] = "Mozilla/5.0 Firefox/128.0"
     csrf = CSRF_RE.search(browser.get(f"{server}/login", timeout=10).text).group(1)
-    assert browser.post(f"{server}/login", data={"email": "author@example.com", "password": PASSWORD,
-                                                 "csrf_token": csrf}, allow_redirects=False, timeout=10).status_code == 302
+    signed_in = browser.post(f"{server}/login", data={"email": "author@example.com", "password": PASSWORD,
+                                                       "csrf_token": csrf}, allow_redirects=False, timeout=10)
+    assert signed_in.status_code == 302
     assert browser.get(f"{server}/account", allow_redirects=False, timeout=10).status_code == 200
     cookie = browser.cookies.get("mc_session")
     barrier, results = threading.Barrier(20), []

@@ -358,8 +358,9 @@ def test_thirty_parallel_calls_right_after_the_password_change_are_all_refused(s
     _, token = token_for("alice@example.com", acme)
     browser = requests.Session()
     csrf = CSRF_RE.search(browser.get(f"{server}/login", timeout=10).text).group(1)
-    assert browser.post(f"{server}/login", data={"email": "alice@example.com", "password": PASSWORD,
-                                                 "csrf_token": csrf}, allow_redirects=False, timeout=10).status_code == 302
+    signed_in = browser.post(f"{server}/login", data={"email": "alice@example.com", "password": PASSWORD,
+                                                       "csrf_token": csrf}, allow_redirects=False, timeout=10)
+    assert signed_in.status_code == 302
     csrf = CSRF_RE.search(browser.get(f"{server}/account", timeout=10).text).group(1)
     assert requests.get(f"{server}/api/v1/me", headers=bearer(token), timeout=10).status_code == 200
 
