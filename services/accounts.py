@@ -149,4 +149,6 @@ def issue_api_token(user, workspace, name, days, password):
     Returns (row, token) as `tokens.create_token` does."""
     days = tokens.lifetime_days(days)  # a wrong lifetime is refused before the password is tried
     check_current_password(user, password)
-    return tokens.create_token(user, workspace, name, days=days)
+    # The hash just checked (after any rehash by the check): create_token refuses the token if the
+    # stored one differs by the time the token is inserted.
+    return tokens.create_token(user, workspace, name, days=days, password_hash_seen=user.password_hash)

@@ -71,10 +71,12 @@ def lifetime_days(value):
     return value
 
 
-def create_token(user, workspace, name, *, days=None):
+def create_token(user, workspace, name, *, days=None, password_hash_seen=None):
     """A new token of `user` in `workspace` for `days` (default TOKEN_DEFAULT_DAYS); returns
     (row, token) — the token itself exists only in this return value. The web page re-checks the
-    password first (services/accounts.py `issue_api_token`)."""
+    password first (services/accounts.py `issue_api_token`) and passes the hash it checked as
+    `password_hash_seen`: a password change that committed in between refuses the token (and one
+    that commits after this insert ends it), so no token outlives the password it was made with."""
     name = (name or "").strip()
     if not name:
         raise DomainError("Give the token a name that says where it is used.", code="invalid_name")
@@ -86,6 +88,16 @@ def create_token(user, workspace, name, *, days=None):
     row = ApiToken(user_id=user.id, workspace_id=workspace.id, name=name[:80], prefix=token[:10],
                    token_hash=secrets.digest(token), created_at=now, expires_at=now + timedelta(days=days))
     db.session.add(row)
+    db.session.flush()
+    if password_hash_seen is not None:
+        # After the insert, under the owner's row lock (PostgreSQL; SQLite's writer lock is held):
+        # a password change either committed before — seen here — or its UPDATE sees this token.
+        current = db.session.execute(db.select(User.password_hash).where(User.id == user.id)
+                                     .with_for_update()).scalar_one()
+        if current != password_hash_seen:
+            db.session.rollback()
+            raise DomainError("Your password was changed meanwhile; create the token again with the new "
+                              "password.", code="password_changed", status=409)
     db.session.commit()
     audit.record("tokens.created", workspace_id=workspace.id, object_type="api_token", object_id=row.id,
                  actor_id=user.id, actor_email=user.email,

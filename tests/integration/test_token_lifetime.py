@@ -413,3 +413,64 @@ def test_sessions_service_ends_tokens_without_a_request(acme):
     sessions.revoke_all(user("alice@example.com"))
     db.session.expire_all()
     assert db.session.get(ApiToken, row.id).revoked_reason == "signed_out_everywhere"
+
+
+def test_a_password_change_that_lands_between_the_recheck_and_the_insert_refuses_the_token(acme, audit_events):
+    """The creation's password re-check passed with the old password; the change committed before
+    the token row: the token is refused and nothing is stored."""
+    alice = user("alice@example.com")
+    checked = alice.password_hash
+    accounts.change_password(alice, PASSWORD, NEW_PASSWORD)  # commits while the creation is "in flight"
+
+    with pytest.raises(DomainError) as refused:
+        tokens.create_token(alice, acme, "racing", password_hash_seen=checked)
+
+    assert refused.value.code == "password_changed" and refused.value.status == 409
+    assert token_count() == 0 and audit_events(action="tokens.created") == []
+    row, _ = tokens.create_token(user("alice@example.com"), acme, "after",
+                                 password_hash_seen=user("alice@example.com").password_hash)
+    assert row.revoked_at is None
+
+
+def _signed_in(server, email, password, csrf_page):
+    browser = requests.Session()
+    csrf = CSRF_RE.search(browser.get(f"{server}/login", timeout=10).text).group(1)
+    response = browser.post(f"{server}/login", data={"email": email, "password": password, "csrf_token": csrf},
+                            allow_redirects=False, timeout=10)
+    assert response.status_code == 302
+    browser.csrf = CSRF_RE.search(browser.get(f"{server}{csrf_page}", timeout=10).text).group(1)
+    return browser
+
+
+def test_creating_a_token_while_the_password_changes_never_leaves_a_live_token(server, acme):
+    """Real concurrent requests: one browser creates a token with the old password while another
+    changes it. Whatever the interleaving, no live token made with the old password remains."""
+    outcomes = []
+    for _ in range(6):
+        creator = _signed_in(server, "alice@example.com", PASSWORD, "/w/acme/tokens")
+        changer = _signed_in(server, "alice@example.com", PASSWORD, "/account")
+        barrier, results = threading.Barrier(2), {}
+
+        def create():
+            barrier.wait()
+            results["create"] = creator.post(f"{server}/w/acme/tokens", allow_redirects=False, timeout=30, data={
+                "name": "racing", "days": "30", "password": PASSWORD, "csrf_token": creator.csrf}).status_code
+
+        def change():
+            barrier.wait()
+            results["change"] = changer.post(f"{server}/account", allow_redirects=False, timeout=30, data={
+                "current_password": PASSWORD, "new_password": NEW_PASSWORD, "confirm": NEW_PASSWORD,
+                "csrf_token": changer.csrf}).status_code
+
+        threads = [threading.Thread(target=create), threading.Thread(target=change)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results["change"] == 302, results
+        outcomes.append(results["create"])
+        db.session.expire_all()
+        live = db.session.scalar(db.select(db.func.count(ApiToken.id)).where(ApiToken.revoked_at.is_(None)))
+        assert live == 0, f"a token made with the old password survived the change ({results})"
+        accounts.change_password(user("alice@example.com"), NEW_PASSWORD, PASSWORD)  # next round
+    assert set(outcomes) <= {200, 302, 400, 409}, outcomes
