@@ -81,13 +81,14 @@ def create_workspace(slug, name, timezone, sending_window):
 @click.option("--email", required=True)
 @click.option("--workspace", "slug", required=True)
 @click.option("--name", default="cli", show_default=True)
-def create_token(email, slug, name):
+@click.option("--days", default=None, help="Lifetime in days, 1 to TOKEN_MAX_DAYS [default: TOKEN_DEFAULT_DAYS].")
+def create_token(email, slug, name, days):
     """Create a personal access token and print it (shown once)."""
     user = accounts.find_user(email)
     if user is None:
         raise click.ClickException(f"No account {email}.")
     try:
-        _, token = tokens.create_token(user, workspaces.get_by_slug(slug), name)
+        _, token = tokens.create_token(user, workspaces.get_by_slug(slug), name, days=days)
     except DomainError as exc:
         _fail(exc)
     click.echo(token)

@@ -75,6 +75,8 @@ def load_config(overrides=None, env=None):
         "TOTP_PASSWORD_MIN_LENGTH": _int(env, "TOTP_PASSWORD_MIN_LENGTH", 8),
         "TOTP_ISSUER": env.get("TOTP_ISSUER") or "Message Center",
         "SESSION_TOUCH_SECONDS": _int(env, "SESSION_TOUCH_SECONDS", 300),
+        "TOKEN_DEFAULT_DAYS": _int(env, "TOKEN_DEFAULT_DAYS", 90),
+        "TOKEN_MAX_DAYS": _int(env, "TOKEN_MAX_DAYS", 365),
         "GDPR_MODE": _bool(env.get("GDPR_MODE")),
         "GDPR_RETENTION_DAYS": _int(env, "GDPR_RETENTION_DAYS", 30),
         "GDPR_BATCH_SIZE": _int(env, "GDPR_BATCH_SIZE", 5000),

@@ -1,13 +1,14 @@
-"""Personal access tokens of the signed-in user in one workspace."""
-from flask import Blueprint, flash, g, redirect, render_template, url_for
+"""Personal access tokens: the signed-in user's own tokens in one workspace (create with a lifetime
+and the password, revoke), and for the workspace's admins every member's tokens (revoke)."""
+from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from flask_login import current_user
 
 from blueprints import flash_error
-from blueprints.access import workspace_route
+from blueprints.access import can, workspace_route
 from forms.auth import ConfirmForm
 from forms.workspaces import TokenForm
-from services import tokens
-from services.errors import DomainError
+from services import accounts, tokens
+from services.errors import DomainError, NotFound
 
 bp = Blueprint("tokens", __name__, url_prefix="/w/<slug>")
 
@@ -15,14 +16,21 @@ bp = Blueprint("tokens", __name__, url_prefix="/w/<slug>")
 @bp.route("/tokens", methods=["GET", "POST"])
 @workspace_route("tokens.manage_own")
 def index():
-    form, created = TokenForm(), None
+    form, created, status = TokenForm(), None, 200
     if form.validate_on_submit():
         try:
-            _, created = tokens.create_token(current_user, g.workspace, form.name.data)
+            _, created = accounts.issue_api_token(current_user._get_current_object(), g.workspace, form.name.data,
+                                                  form.days.data, form.password.data)
         except DomainError as exc:
             flash_error(exc)
+            status = exc.status
+    elif form.errors:
+        status = 400
+    members_tokens = tokens.workspace_tokens(g.workspace) if can("tokens.manage_members") else None
     return render_template("tokens/index.html", form=form, created=created, confirm=ConfirmForm(),
-                           tokens=tokens.tokens_of(current_user, g.workspace))
+                           tokens=tokens.tokens_of(current_user, g.workspace), members_tokens=members_tokens,
+                           token_state=tokens.state, reason_text=tokens.reason_text,
+                           max_days=tokens.max_days()), status
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
@@ -35,4 +43,17 @@ def revoke(token_id):
             flash_error(exc)
         else:
             flash("Token revoked; programs using it are refused from now on.", "success")
+    return redirect(url_for("tokens.index", slug=g.workspace.slug))
+
+
+@bp.post("/tokens/<int:token_id>/revoke-member")
+@workspace_route("tokens.manage_members")
+def revoke_member(token_id):
+    if ConfirmForm().validate():
+        try:
+            row = tokens.revoke_as_admin(g.workspace, g.membership, token_id, superadmin=current_user.is_superadmin)
+        except NotFound:
+            abort(404)
+        flash(f"Token “{row.name}” of {row.user.email} revoked; programs using it are refused from now on.",
+              "success")
     return redirect(url_for("tokens.index", slug=g.workspace.slug))

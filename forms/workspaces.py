@@ -1,7 +1,10 @@
 """Workspace, member, invitation, join-request and token forms."""
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from services import tokens
+from services.errors import DomainError
 
 ROLE_CHOICES = [("author", "Author"), ("moderator", "Moderator"), ("admin", "Admin")]
 
@@ -58,4 +61,14 @@ class RejectForm(FlaskForm):
 class TokenForm(FlaskForm):
     name = StringField("Token name", validators=[DataRequired(), Length(max=80)],
                        description="Where the token is used, e.g. “billing OTP service”.")
+    days = StringField("Lifetime in days", default=lambda: str(tokens.default_days()), validators=[Length(max=20)],
+                       render_kw={"inputmode": "numeric"})
+    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)],
+                             description="Creating a token needs your password again.")
     submit = SubmitField("Create token")
+
+    def validate_days(self, field):
+        try:
+            tokens.lifetime_days(field.data)  # the one rule (also used by the service and the CLI)
+        except DomainError as exc:
+            raise ValidationError(exc.message) from None

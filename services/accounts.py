@@ -7,7 +7,7 @@ from sqlalchemy import update
 import audit
 from extensions import db
 from models import User, utcnow
-from services import passwords, totp
+from services import passwords, tokens, totp
 from services.errors import DomainError
 
 SIGN_IN_REFUSED = "Invalid e-mail or password, or the account is temporarily locked. Try again in a minute."
@@ -128,11 +128,27 @@ def create_user(email, password, *, name="", is_superadmin=False, enforce_policy
     return user
 
 
-def change_password(user, current_password, new_password):
-    if not passwords.verify_password(user.password_hash, current_password):
+def check_current_password(user, password):
+    """The password re-check before a sensitive change of the signed-in account (password change,
+    API token creation)."""
+    if not passwords.verify_password(user.password_hash, password):
         raise DomainError("Your current password is not correct.", code="wrong_password")
+
+
+def change_password(user, current_password, new_password):
+    check_current_password(user, current_password)
     check_password_policy(new_password, user.email, user=user)
     user.password_hash = passwords.hash_password(new_password)
     user.session_epoch = (user.session_epoch or 0) + 1  # ends the user's other sessions
-    db.session.commit()
+    tokens.end_tokens_of(user.id, tokens.PASSWORD_CHANGED)  # commits the new password with it
     audit.record("auth.password_changed", object_type="user", object_id=user.id)
+
+
+def issue_api_token(user, workspace, name, days, password):
+    """A new API token from the tokens page: a new credential, so the password is asked again.
+    Returns (row, token) as `tokens.create_token` does."""
+    days = tokens.lifetime_days(days)  # a wrong lifetime is refused before the password is tried
+    check_current_password(user, password)
+    # The hash just checked (after any rehash by the check): create_token refuses the token if the
+    # stored one differs by the time the token is inserted.
+    return tokens.create_token(user, workspace, name, days=days, password_hash_seen=user.password_hash)

@@ -1,8 +1,12 @@
-"""Members and roles of a workspace. The last admin can be neither removed nor demoted."""
+"""Members and roles of a workspace. The last admin can be neither removed nor demoted.
+
+Removing a member, or changing their role or flags, ends their API tokens in that workspace: a
+token never carries more than what was granted when it was created, and a new grant is a
+deliberate new token."""
 import audit
 from extensions import db
 from models import ROLES, Membership, User, Workspace
-from services import sessions
+from services import sessions, tokens
 from services.errors import DomainError, NotFound
 
 
@@ -60,8 +64,10 @@ def change_member(workspace, membership_id, *, role, is_moderator, can_view_numb
     after = membership.snapshot()
     if before == after:
         return membership
-    sessions.end_other_sessions(membership.user)  # a privilege change: their other sessions end, this one rotates
-    db.session.commit()
+    # A privilege change: their tokens here end in the transaction that changes the role (so no token
+    # ever acts with the new role), their other sessions end and this one rotates.
+    tokens.end_tokens_of(membership.user_id, tokens.ROLE_CHANGED, workspace_id=workspace.id)
+    sessions.end_other_sessions(membership.user)
     audit.record("members.changed", workspace_id=workspace.id, object_type="membership", object_id=membership.id,
                  before={"user": membership.user.email, **before}, after={"user": membership.user.email, **after})
     return membership
@@ -73,7 +79,8 @@ def remove_member(workspace, membership_id):
         raise DomainError("This is the last admin of the workspace and cannot be removed.",
                           code="last_admin", status=409)
     before = {"user": membership.user.email, **membership.snapshot()}
+    user_id = membership.user_id
     db.session.delete(membership)
-    db.session.commit()
+    tokens.end_tokens_of(user_id, tokens.REMOVED_FROM_WORKSPACE, workspace_id=workspace.id)  # commits the removal
     audit.record("members.removed", workspace_id=workspace.id, object_type="membership", object_id=membership_id,
                  before=before)

@@ -25,6 +25,7 @@ PERMISSIONS = {
     "outbox.view": ADMINS,
     "audit.view": ADMINS,
     "tokens.manage_own": ALL_ROLES,
+    "tokens.manage_members": ADMINS,      # list and revoke every member's tokens of the workspace
     "senders.view": ALL_ROLES,
     "senders.propose": ALL_ROLES,
     "senders.archive": ADMINS,

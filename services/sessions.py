@@ -6,6 +6,11 @@ stored. A row is active while it is not revoked, belongs to the user's current `
 older session) and was seen within the idle timeout. `check()` runs before every request and
 signs out a browser whose row is no longer active; `start()` is called at every sign-in, so the
 session id changes at login (and, through the epoch, at every privilege change).
+
+A session belongs to the browser that signed in: the row keeps its User-Agent, and a request that
+presents the session cookie with another User-Agent (a cookie copied to another browser) ends the
+session for both — the row is revoked and the replay audited (`auth.session_replayed`). The IP
+address is not bound: it changes legitimately (mobile networks, VPNs).
 """
 import secrets as _random
 from datetime import timedelta
@@ -16,6 +21,7 @@ from sqlalchemy import update
 import audit
 from extensions import db
 from models import UserSession, utcnow
+from services import tokens
 from services.errors import NotFound
 from services.secrets import digest
 
@@ -23,7 +29,11 @@ SESSION_KEY = "sid"
 
 
 def _touch_seconds():
-    return current_app.config.get("SESSION_TOUCH_SECONDS", 300)
+    return current_app.config["SESSION_TOUCH_SECONDS"]
+
+
+def _user_agent():
+    return request.user_agent.string[:300]  # the column's width
 
 
 def start(user):
@@ -36,7 +46,7 @@ def start(user):
     sid = _random.token_urlsafe(32)
     now = utcnow()
     row = UserSession(user_id=user.id, sid_digest=digest(sid), epoch=user.session_epoch or 0,
-                      user_agent=request.user_agent.string[:300], ip=(request.remote_addr or "")[:64],
+                      user_agent=_user_agent(), ip=(request.remote_addr or "")[:64],
                       created_at=now, last_seen_at=now)
     db.session.add(row)
     db.session.commit()
@@ -53,7 +63,7 @@ def current_row():
 
 def is_active(row, user, now=None):
     now = now or utcnow()
-    idle = timedelta(minutes=current_app.config.get("IDLE_TIMEOUT_MINUTES", 30), seconds=_touch_seconds())
+    idle = timedelta(minutes=current_app.config["IDLE_TIMEOUT_MINUTES"], seconds=_touch_seconds())
     return (row is not None and row.user_id == user.id and row.revoked_at is None
             and row.epoch == (user.session_epoch or 0) and row.last_seen_at > now - idle)
 
@@ -67,9 +77,25 @@ def check(user):
     row = current_row()
     if not is_active(row, user):
         return False
+    if row.user_agent != _user_agent():
+        _end_replayed(row)
+        return False
     # What touch() needs later in this request, kept so that it does not read the row again.
     g.session_seen = (row.id, row.last_seen_at)
     return True
+
+
+def _end_replayed(row):
+    """The session cookie came from another browser: the session ends here and in the browser that
+    signed in (conditional UPDATE: concurrent replays end and audit it once)."""
+    ended = db.session.execute(update(UserSession).where(UserSession.id == row.id, UserSession.revoked_at.is_(None))
+                               .values(revoked_at=utcnow())).rowcount
+    db.session.commit()
+    if ended:
+        audit.record("auth.session_replayed", object_type="user_session", object_id=row.id,
+                     before={"user_agent": row.user_agent, "ip": row.ip},
+                     after={"user_agent": _user_agent(), "ip": (request.remote_addr or "")[:64], "revoked": True},
+                     note="session cookie presented by another browser (User-Agent differs); session ended")
 
 
 def touch(user):
@@ -124,11 +150,11 @@ def end_other_sessions(user):
 
 
 def revoke_all(user):
-    """Sign out everywhere: every session of the user ends, this one included."""
+    """Sign out everywhere: every session of the user ends, this one included, and every API token."""
     ended = db.session.execute(update(UserSession).where(UserSession.user_id == user.id,
                                                          UserSession.revoked_at.is_(None))
                                .values(revoked_at=utcnow())).rowcount
     user.session_epoch = (user.session_epoch or 0) + 1
-    db.session.commit()
+    tokens.end_tokens_of(user.id, tokens.SIGNED_OUT_EVERYWHERE)  # commits the new epoch with it
     audit.record("auth.sessions_revoked_all", object_type="user", object_id=user.id, after={"sessions": ended})
     return ended

@@ -29,7 +29,10 @@ def api_route(action):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-            row = tokens.authenticate_bearer(presented.strip()) if scheme.lower() == "bearer" else None
+            try:
+                row = tokens.authenticate_bearer(presented.strip()) if scheme.lower() == "bearer" else None
+            except tokens.TokenRefused as exc:  # expired, revoked, owner must enrol TOTP…
+                return api_error(exc.status, exc.code, exc.message)
             if row is None:
                 return api_error(401, "unauthorized", "Send a valid personal access token: "
                                                       "Authorization: Bearer <token>.")

@@ -83,3 +83,41 @@ def test_deleting_a_campaign_deletes_its_recipients_without_a_foreign_key(app):
     count = "SELECT count(*) FROM recipients WHERE campaign_id = :c"
     assert db.session.execute(text(count), {"c": gone_id}).scalar() == 0
     assert db.session.execute(text(count), {"c": kept_id}).scalar() == 2
+
+
+def test_0011_token_lifetime_upgrades_and_downgrades_with_tokens_in_the_table(app, client):
+    """Existing tokens get 90 days from the upgrade (client systems keep working), revoked ones keep
+    their revocation with the reason 'revoked'; downgrade drops both columns and keeps the rows."""
+    from datetime import datetime, timedelta, timezone
+
+    from models import ApiToken
+    from services import tokens
+    from tests.factories import make_user, make_workspace
+
+    ws = make_workspace("tokens")
+    owner = make_user("owner@example.com", workspace=ws, role="admin")
+    live, live_token = tokens.create_token(owner, ws, "live")
+    revoked, revoked_token = tokens.create_token(owner, ws, "revoked")
+    tokens.revoke(owner, ws, revoked.id)
+    ids = (live.id, revoked.id)
+    db.session.remove()
+    script = ScriptDirectory.from_config(_alembic_config())
+    try:
+        downgrade(revision=script.get_revision("0011").down_revision)
+        columns = {c["name"] for c in inspect(db.engine).get_columns("api_tokens")}
+        assert "expires_at" not in columns and "revoked_reason" not in columns
+        assert db.session.execute(text("SELECT count(*) FROM api_tokens")).scalar() == 2
+        db.session.remove()
+        upgrade()
+        rows = {r.id: r for r in db.session.execute(db.select(ApiToken).where(ApiToken.id.in_(ids))).scalars()}
+        soon = datetime.now(timezone.utc) + timedelta(days=90)
+        for row in rows.values():
+            assert abs(row.expires_at - soon) < timedelta(minutes=5)
+        assert rows[live.id].revoked_reason is None and rows[live.id].revoked_at is None
+        assert rows[revoked.id].revoked_reason == "revoked" and rows[revoked.id].revoked_at is not None
+        db.session.remove()
+        assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {live_token}"}).status_code == 200
+        refused = client.get("/api/v1/me", headers={"Authorization": f"Bearer {revoked_token}"})
+        assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "token_revoked"
+    finally:
+        upgrade()
