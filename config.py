@@ -65,6 +65,7 @@ def load_config(overrides=None, env=None):
         "DISPATCH_PARALLEL": _int(env, "DISPATCH_PARALLEL", 2),
         "DISPATCH_TIME_BUDGET": _int(env, "DISPATCH_TIME_BUDGET", 20),
         "DISPATCH_LEASE_SECONDS": _int(env, "DISPATCH_LEASE_SECONDS", 60),
+        "STALLED_JOB_SECONDS": _int(env, "STALLED_JOB_SECONDS", 60),
         "EXPORT_TTL_HOURS": _int(env, "EXPORT_TTL_HOURS", 24),
         "DASHBOARD_CACHE_SECONDS": _int(env, "DASHBOARD_CACHE_SECONDS", 5),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
