@@ -153,13 +153,13 @@ def test_every_grafana_query_names_a_metric_we_export(client):
 
 
 def test_monitoring_tab_embeds_the_shipped_dashboards():
-    from blueprints.monitoring import DASHBOARDS
+    from blueprints.monitoring import DASHBOARDS, WORKSPACE_DASHBOARD
 
     uids = set()
     for path in glob.glob(os.path.join(ROOT, "deploy", "grafana", "dashboards", "*.json")):
         with open(path, encoding="utf-8") as fh:
             uids.add(json.load(fh)["uid"])
-    assert set(DASHBOARDS) <= uids
+    assert set(DASHBOARDS) | {WORKSPACE_DASHBOARD[0]} <= uids
 
 
 def test_prometheus_config_scrapes_metrics_with_a_token():
