@@ -56,7 +56,7 @@ def _probe_client():
     from gateway import CoreClient, client_settings
 
     settings = dict(client_settings(current_app.config), connect_timeout=2.0,
-                    read_timeout=float(current_app.config.get("CORE_PROBE_TIMEOUT") or 3.0))
+                    read_timeout=float(current_app.config["CORE_PROBE_TIMEOUT"]))
     key = (os.getpid(), tuple(sorted(settings.items())))
     with _probe_lock:
         if _probe["key"] != key:
@@ -268,7 +268,7 @@ def disk_status():
 # --- the pre-flight checklist ----------------------------------------------------------------
 
 def preflight_threshold():
-    return int(current_app.config.get("PREFLIGHT_MIN_RECIPIENTS") or 100_000)
+    return int(current_app.config["PREFLIGHT_MIN_RECIPIENTS"])
 
 
 def preflight_required(campaign):

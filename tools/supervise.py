@@ -6,7 +6,9 @@ honcho stops every process when one exits, so a killed worker or `rq cron` exiti
 blip took the web process and the Core down with it. Here each process runs in its own session
 (its own process group), and this supervisor is a Linux "child subreaper": a grandchild whose
 parent died (an RQ work-horse, a gunicorn worker) is re-parented here instead of to init, so
-shutdown can find and stop it — no orphans.
+shutdown can find and stop it — no orphans. When a supervised process dies, every child of ours
+that is not a supervised process is such an orphan and is killed before the restart (so a program
+that daemonizes a helper of its own does not belong under this supervisor).
 
     python tools/supervise.py [-f Procfile] [--stop-timeout 15] [--max-backoff 30]
 
@@ -92,7 +94,7 @@ class Supervisor:
             except ChildProcessError:
                 pass
 
-    def _kill_leftovers(self, name):
+    def _kill_leftovers(self, names):
         """A dead process's children were re-parented to us (we are a subreaper): they must not run on
         beside its replacement — e.g. an RQ work-horse still running the job that recovery is about
         to hand to another worker, or gunicorn workers of a killed master. Every child of ours that
@@ -106,12 +108,13 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
         if leftovers:
-            self.say("supervise", f"killed {len(leftovers)} leftover process(es) of {name}: {leftovers}")
+            self.say("supervise", f"killed {len(leftovers)} leftover process(es) of {names}: {leftovers}")
 
     def check(self):
-        """One supervision step: notice exits, schedule and perform restarts."""
+        """One supervision step: notice exits, kill their orphans, schedule and perform restarts."""
         now = time.monotonic()
-        for name, command in self.entries:
+        exited = []
+        for name, _ in self.entries:
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is not None:
                 ran = now - self.started_at[name]
@@ -123,7 +126,10 @@ class Supervisor:
                 self.backoff[name] = min(delay * 2, self.max_backoff)
                 self.restart_at[name] = now + delay
                 del self.procs[name]
-                self._kill_leftovers(name)
+                exited.append(name)
+        if exited:
+            self._kill_leftovers(" and ".join(exited))
+        for name, command in self.entries:
             if name not in self.procs and now >= self.restart_at.get(name, 0):
                 self.start(name, command)
         self._reap_orphans()
