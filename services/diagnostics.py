@@ -383,7 +383,8 @@ def preflight(campaign, *, core=None, workers=None, audit=None, detailed=False):
     if dispatchers:
         items.append(_item("Workers alive", "pass", f"{len(dispatchers)} worker(s) on the dispatch queue"))
     elif workers.get("error"):
-        items.append(_item("Workers alive", "fail", workers["error"] if detailed else "the queue broker does not answer"))
+        items.append(_item("Workers alive", "fail",
+                           workers["error"] if detailed else "the queue broker does not answer"))
     else:
         items.append(_item("Workers alive", "fail", "no live worker listens to the dispatch queue"))
 
@@ -397,7 +398,8 @@ def preflight(campaign, *, core=None, workers=None, audit=None, detailed=False):
                            f"{_mb(disk['free'])} free, {_mb(need)} needed"))
     else:
         where = f"under {disk['path']}" if detailed else "on the data disk"
-        items.append(_item("Disk free ≥ 2× the file", "fail", f"only {_mb(disk['free'])} free {where}, {_mb(need)} needed"))
+        items.append(_item("Disk free ≥ 2× the file", "fail",
+                           f"only {_mb(disk['free'])} free {where}, {_mb(need)} needed"))
 
     if audit["ok"]:
         items.append(_item("Audit store healthy", "pass", f"{audit['backend']} answers"))

@@ -60,7 +60,6 @@ class Supervisor:
         self.started_at = {}   # name -> monotonic start
         self.backoff = {name: min_backoff for name, _ in entries}
         self.restart_at = {}   # name -> monotonic time of the next start
-        self.stopping = False
         self.signals = 0
         self.lock = threading.Lock()
 
@@ -137,7 +136,6 @@ class Supervisor:
     def stop(self):
         """SIGTERM every process group, wait up to stop_timeout, then SIGKILL what is left — including
         grandchildren re-parented to us (work-horses in their own sessions)."""
-        self.stopping = True
         self.say("supervise", "stopping every process")
         for proc in self.procs.values():
             _signal_group(proc.pid, signal.SIGTERM)
@@ -147,7 +145,7 @@ class Supervisor:
                 break
             self._reap_orphans()
             time.sleep(0.1)
-        leftovers = _descendants(os.getpid())
+        leftovers = [pid for pid in _descendants(os.getpid()) if _alive(pid)]
         for proc in self.procs.values():
             if proc.poll() is None:
                 _signal_group(proc.pid, signal.SIGKILL)

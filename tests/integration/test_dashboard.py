@@ -78,7 +78,7 @@ def test_overview_page_is_finished_and_accessible(client, world):
     for text in ("Live Pulse", "In flight", "Delivery rate", "Core API", "Status funnel", "Last 24 hours",
                  "Top authors", 'data-pulse-url="/w/acme/pulse.json"'):
         assert text in html, text
-    assert "Recent activity" not in html  # the audit trail is for audit.view (tests/integration/test_least_information.py)
+    assert "Recent activity" not in html  # audit.view only (tests/integration/test_least_information.py)
     assert "<script>" not in html and 'src="/static/js/pulse.js"' in html
     svgs = re.findall(r"<svg[^>]*>.*?</svg>", html, re.S)
     assert len(svgs) == 3

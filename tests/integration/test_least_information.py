@@ -113,7 +113,8 @@ def test_an_authors_preflight_in_the_wizard_names_no_host_or_path(app, world, no
         assert secret not in page, secret
 
 
-def test_readyz_with_the_database_down_answers_words_only_and_logs_the_detail(fresh_app, browser, caplog):  # noqa: F811
+def test_readyz_with_the_database_down_answers_words_only_and_logs_the_detail(
+        fresh_app, browser, caplog):  # noqa: F811
     port = _closed_port()
     application = fresh_app(SQLALCHEMY_DATABASE_URI=f"postgresql+psycopg://mc:pw@127.0.0.1:{port}/nothing")
     with caplog.at_level(logging.WARNING, logger="mc.health"):

@@ -39,7 +39,8 @@ def test_token_routes_are_found_in_the_url_map_and_redacted(app):
     assert loggable_path("/invite/inv_abc/../x", patterns) == f"/invite/{REDACTED}/../x"  # a 404 loses it too
     assert loggable_path("/w/acme/tokens/5/revoke", patterns) == "/w/acme/tokens/5/revoke"
     assert loggable_path("/invite/x", None) == "-"  # rules unknown: fail closed
-    assert loggable_url("https://mc.example/invite/inv_abc?next=/x", patterns) == f"https://mc.example/invite/{REDACTED}"
+    assert loggable_url("https://mc.example/invite/inv_abc?next=/x", patterns) == \
+        f"https://mc.example/invite/{REDACTED}"
 
 
 @pytest.mark.slow

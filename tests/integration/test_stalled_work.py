@@ -28,7 +28,8 @@ def _empty(*names):
     connection = redis_connection()
     for name in names:
         queue = Queue(name, connection=connection)
-        for job_id in queue.job_ids + queue.scheduled_job_registry.get_job_ids() + queue.failed_job_registry.get_job_ids():
+        registries = (queue.scheduled_job_registry, queue.failed_job_registry)
+        for job_id in queue.job_ids + [j for r in registries for j in r.get_job_ids()]:
             connection.delete(Job.key_for(job_id))
         queue.empty()
         for registry in (queue.started_job_registry, queue.failed_job_registry, queue.scheduled_job_registry):
@@ -212,3 +213,20 @@ def test_sigkilled_worker_mid_ingest_resumes_within_two_minutes_by_the_periodic_
             _kill_worker_and_horse(worker)
         for proc in helpers:
             _stop(proc)
+
+
+def test_a_dead_dispatch_job_frees_its_campaign_slot_for_the_next_tick(app):
+    """Dispatch jobs have no RQ retry (the tick schedules them); recovery fails the dead one and
+    frees the campaign's slot at once instead of after the slot's TTL."""
+    from jobs.dispatch import _slot_key
+
+    connection = redis_connection()
+    connection.set(_slot_key(42, 1), "1", ex=120)
+    queue = Queue("dispatch", connection=connection)
+    job = queue.enqueue("jobs.dispatch.dispatch_campaign", 42, 1)
+    queue.remove(job)
+    _start_as_if_running(job, "w-killed")
+
+    assert recover_stalled_work() == {"dispatch": [job.id]}
+    assert job.get_status() == JobStatus.FAILED
+    assert not connection.exists(_slot_key(42, 1))
