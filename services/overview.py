@@ -1,10 +1,14 @@
 """The workspace home's "needs attention" figures (members, pending joins and invitations, recent
 activity); the dashboard's campaign and delivery figures live in services/dashboard.py."""
+import logging
+
 from sqlalchemy import func
 
 import audit
 from extensions import db
 from models import Invitation, JoinRequest, Membership, utcnow
+
+log = logging.getLogger("mc.overview")
 
 
 def workspace_summary(workspace, *, with_activity, recent_limit=8):
@@ -22,7 +26,8 @@ def workspace_summary(workspace, *, with_activity, recent_limit=8):
     if with_activity:
         try:
             recent, _ = audit.get_store().find(workspace_id=workspace.id, limit=recent_limit)
-        except Exception:  # noqa: BLE001 - the audit store being down must not take the home page with it
+        except Exception as exc:  # noqa: BLE001 - the audit store being down must not take the home page with it
+            log.warning("recent activity unavailable: %s: %s", type(exc).__name__, exc)
             recent = None
     return {"members": members, "pending_invitations": pending_invitations, "pending_joins": pending_joins,
             "recent_events": recent}
