@@ -10,6 +10,7 @@ from werkzeug.routing import IntegerConverter
 
 from config import load_config
 from extensions import csrf, db, login_manager, migrate
+from services import private_files
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -38,16 +39,24 @@ def create_app(config=None):
     app = Flask(__name__)
     app.config.update(load_config(config))
     if app.config["PROXY_FIX_HOPS"]:
-        # Behind nginx: trust X-Forwarded-For/-Proto/-Host from that many proxies (client IP, https).
+        # Behind nginx: trust X-Forwarded-For/-Proto from that many proxies (client IP, https).
+        # X-Forwarded-Host only when PROXY_FIX_TRUST_HOST says the proxy sets it: otherwise any
+        # client could choose the host of generated links (invitation mails, redirects).
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = app.config["PROXY_FIX_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,
+                                x_host=hops if app.config["PROXY_FIX_TRUST_HOST"] else 0)
+
+    # Secrets out of files: the data directory is 0700, a SQLite database 0600 (services/private_files.py).
+    private_files.private_dir(app.config["MC_DATA_DIR"])
 
     # `<int:…>` ids beyond a database integer are simply not found (404), never a driver overflow.
     app.url_map.converters["int"] = BoundedIntConverter
     _configure_logging(app)
     db.init_app(app)
+    with app.app_context():
+        private_files.protect_sqlite(db.engine)
     migrate.init_app(app, db, directory="migrations")
     csrf.init_app(app)
     _configure_login(app)

@@ -65,6 +65,7 @@ def load_config(overrides=None, env=None):
         "DISPATCH_PARALLEL": _int(env, "DISPATCH_PARALLEL", 2),
         "DISPATCH_TIME_BUDGET": _int(env, "DISPATCH_TIME_BUDGET", 20),
         "DISPATCH_LEASE_SECONDS": _int(env, "DISPATCH_LEASE_SECONDS", 60),
+        "STALLED_JOB_SECONDS": _int(env, "STALLED_JOB_SECONDS", 60),
         "EXPORT_TTL_HOURS": _int(env, "EXPORT_TTL_HOURS", 24),
         "DASHBOARD_CACHE_SECONDS": _int(env, "DASHBOARD_CACHE_SECONDS", 5),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
@@ -91,6 +92,7 @@ def load_config(overrides=None, env=None):
         "GRAFANA_URL": env.get("GRAFANA_URL") or None,
         "PUBLIC_URL": (env.get("PUBLIC_URL") or "").rstrip("/") or None,
         "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 0),
+        "PROXY_FIX_TRUST_HOST": _bool(env.get("PROXY_FIX_TRUST_HOST")),
         "LOCKOUT_THRESHOLD": _int(env, "LOCKOUT_THRESHOLD", 3),
         "LOCKOUT_SECONDS": _int(env, "LOCKOUT_SECONDS", 60),
         "INVITATION_DAYS": _int(env, "INVITATION_DAYS", 7),
@@ -130,7 +132,7 @@ def _dev_secret(data_dir):
                 return key
     except FileNotFoundError:
         pass
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)  # private: see services/private_files.py
     key = os.urandom(32).hex()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
 # Run Message Center on embedded defaults: web, worker, scheduler and the reference SMS Core.
-# Works on a fresh machine with only python3 >= 3.11; safe to run again. Ctrl-C stops everything.
+# Works on a fresh machine with only python3 >= 3.11; safe to run again. A process that dies is
+# restarted (tools/supervise.py); Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PORT="${PORT:-5000}"
 export MC_DATA_DIR="${MC_DATA_DIR:-$PWD/instance}"
-mkdir -p "$MC_DATA_DIR"
 
 ./tools/bootstrap.sh
+# Everything written from here on (database, keys, spool, exports, logs) is readable by this user only.
+umask 077
+mkdir -p "$MC_DATA_DIR"
+chmod 700 "$MC_DATA_DIR"
 # shellcheck disable=SC1091
 source .venv/bin/activate
 
 started_redis=""
+supervisor=""
 if [ -z "${REDIS_URL:-}" ]; then
   REDIS_URL="$(python tools/embedded_redis.py start "$MC_DATA_DIR/redis")"
   export REDIS_URL
   started_redis=1
 fi
 cleanup() {
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM HUP
+  if [ -n "$supervisor" ]; then
+    kill -TERM "$supervisor" 2>/dev/null || true
+    wait "$supervisor" || true
+  fi
   [ -n "$started_redis" ] && python tools/embedded_redis.py stop "$MC_DATA_DIR/redis" || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT INT TERM HUP
 
 flask db upgrade
 flask certs dev
 flask demo seed
 echo "Message Center on http://127.0.0.1:${PORT}/  (data in $MC_DATA_DIR, Ctrl-C stops everything)"
-honcho start -f Procfile
+# Its own session: Ctrl-C reaches the supervisor once, through the trap, which waits for it.
+setsid python tools/supervise.py -f Procfile &
+supervisor=$!
+wait "$supervisor"

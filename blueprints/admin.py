@@ -4,7 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from blueprints import flash_error
 from blueprints.access import superadmin_only
 from forms.workspaces import WorkspaceForm
-from services import mail, workspaces
+from services import invitations, workspaces
 from services.errors import DomainError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -29,4 +29,4 @@ def index():
 @bp.get("/outbox")
 @superadmin_only
 def outbox():
-    return render_template("members/outbox.html", mails=mail.outbox(), scope="installation")
+    return render_template("members/outbox.html", mails=invitations.outbox_for_display(), scope="installation")

@@ -1,6 +1,10 @@
 """Diagnostics: technical health of the installation (Core, schemas, audit store, queues, workers,
 periodic jobs, client certificate) and the pre-flight checklists of large campaigns — per
-workspace (`/w/<slug>/diagnostics`, admins) and system-wide (`/admin/diagnostics`, super admins)."""
+workspace (`/w/<slug>/diagnostics`, admins) and system-wide (`/admin/diagnostics`, super admins).
+
+Least information: the workspace page (admins, and super admins looking into a workspace) shows the
+Core's status and the pre-flight of the workspace's own campaigns; hosts, PIDs, paths, queues and
+workers are on the installation page only (super admins)."""
 from flask import Blueprint, g, jsonify, render_template, request
 
 from blueprints.access import superadmin_only, workspace_route
@@ -9,18 +13,27 @@ from services import diagnostics
 bp = Blueprint("diagnostics", __name__)
 
 
+def _jsonable(row):
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+
+
 def _render(workspace_id, scope):
-    report = diagnostics.system_report()
-    # The checklists reuse this page's probes instead of calling the Core again per campaign.
-    checklists = [(c, diagnostics.preflight(c, core=report["core"], workers=report["workers"],
-                                            audit=report["audit"]))
-                  for c in diagnostics.large_campaigns(workspace_id)]
+    full = scope == "installation"
+    if full:
+        report = diagnostics.system_report()
+        # The checklists reuse this page's probes instead of calling the Core again per campaign.
+        checklists = [(c, diagnostics.preflight(c, core=report["core"], workers=report["workers"],
+                                                audit=report["audit"], detailed=True))
+                      for c in diagnostics.large_campaigns(workspace_id)]
+    else:
+        report = diagnostics.workspace_report()
+        checklists = diagnostics.campaign_checklists(workspace_id, core=report["core"])
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json":
-        return jsonify({"core": report["core"], "schema": report["schema"], "audit": report["audit"],
-                        "queues": report["queues"]["queues"], "certificate": {
-                            k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                            for k, v in report["certificate"].items()},
-                        "preflight": {c.id: items for c, items in checklists}})
+        body = {"core": report["core"], "preflight": {c.id: items for c, items in checklists}}
+        if full:
+            body.update({"schema": report["schema"], "audit": report["audit"], "queues": report["queues"]["queues"],
+                         "certificate": _jsonable(report["certificate"])})
+        return jsonify(body)
     return render_template("diagnostics/index.html", report=report, checklists=checklists, scope=scope,
                            threshold=diagnostics.preflight_threshold(), worst=diagnostics.worst)
 

@@ -6,7 +6,7 @@ from blueprints import flash_error
 from blueprints.access import workspace_route
 from forms.auth import ConfirmForm
 from forms.workspaces import ApproveJoinForm, InviteForm, MemberForm, RejectForm
-from services import invitations, join_requests, mail, members
+from services import invitations, join_requests, members
 from services.errors import DomainError
 
 bp = Blueprint("members", __name__, url_prefix="/w/<slug>")
@@ -121,4 +121,5 @@ def reject_join(request_id):
 @bp.get("/outbox")
 @workspace_route("outbox.view")
 def outbox():
-    return render_template("members/outbox.html", mails=mail.outbox(g.workspace.id), scope="workspace")
+    return render_template("members/outbox.html", mails=invitations.outbox_for_display(g.workspace.id),
+                           scope="workspace")

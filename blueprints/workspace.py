@@ -3,7 +3,7 @@ Pulse JSON, and workspace settings."""
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, url_for
 
 from blueprints import flash_error
-from blueprints.access import superadmin_only, workspace_route
+from blueprints.access import can, superadmin_only, workspace_route
 from forms.workspaces import WorkspaceSettingsForm
 from services import charts, dashboard
 from services import overview as overview_service
@@ -24,7 +24,8 @@ def _render_dashboard(workspace_ids, **context):
 @bp.get("/w/<slug>/")
 @workspace_route("workspace.view")
 def overview():
-    return _render_dashboard([g.workspace.id], summary=overview_service.workspace_summary(g.workspace),
+    summary = overview_service.workspace_summary(g.workspace, with_activity=can("audit.view"))
+    return _render_dashboard([g.workspace.id], summary=summary,
                              pulse_url=url_for("workspace.pulse", slug=g.workspace.slug))
 
 

@@ -1,6 +1,8 @@
 """gunicorn settings for Message Center's web process (used by ./run.sh and the systemd unit)."""
 import os
 
+from services.access_log import RedactingLogger, secret_patterns
+
 bind = f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 # Two processes per core (at most 8) with 8 threads each: pages are CPU-bound Python, so the
 # processes spread them over the cores and the threads cover database and Redis waits. 4 x 8 on
@@ -12,8 +14,15 @@ worker_class = "gthread"
 timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
 graceful_timeout = 20
 accesslog = "-"
+# No query strings and no tokens: RedactingLogger rewrites %(r)s/%(U)s (services/access_log.py).
+logger_class = RedactingLogger
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    # The routes whose path carries a secret (/invite/<token>), from the app this worker loaded.
+    worker.log.patterns = secret_patterns(worker.wsgi.url_map)
 
 
 def child_exit(server, worker):

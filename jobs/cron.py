@@ -8,7 +8,7 @@ from rq import cron
 from jobs.dispatch import dispatch_tick, poll_delivery_reports
 from jobs.exports import expire_exports
 from jobs.gdpr import anonymise_numbers
-from jobs.maintenance import flush_audit_fallback, purge_audit
+from jobs.maintenance import flush_audit_fallback, purge_audit, recover_stalled_work
 from jobs.uploads import sweep_uploads
 
 cron.register(dispatch_tick, queue_name="default", interval=2, job_timeout=120)
@@ -18,3 +18,5 @@ cron.register(purge_audit, queue_name="default", cron="17 3 * * *")
 cron.register(expire_exports, queue_name="default", interval=300)
 cron.register(anonymise_numbers, queue_name="default", interval=600, job_timeout=300)
 cron.register(sweep_uploads, queue_name="default", interval=60)
+# A job whose worker died is retried within STALLED_JOB_SECONDS + 15 s (docs/operations.md).
+cron.register(recover_stalled_work, queue_name="default", interval=15)

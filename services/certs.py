@@ -48,7 +48,7 @@ def _new_key():
 def _write(path, data, private=False):
     """Atomically write `data` (bytes) to `path`; private files get mode 0600."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)  # holds private keys
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)  # mkstemp creates with 0600
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -8,6 +8,10 @@ Pulse and these pages never pile up calls on a slow Core.
 
 `preflight(campaign)` returns the checklist shown on the wizard's review step and on Diagnostics:
 a list of {"item", "status": "pass"|"warn"|"fail", "reason"}.
+
+Least information: host names, PIDs, file paths, queue and worker details and exception texts are
+for super admins (`system_report`, `preflight(..., detailed=True)`); a workspace admin gets the
+Core's status in words and the pre-flight of their own campaigns (`workspace_report`).
 """
 import json
 import logging
@@ -52,7 +56,7 @@ def _probe_client():
     from gateway import CoreClient, client_settings
 
     settings = dict(client_settings(current_app.config), connect_timeout=2.0,
-                    read_timeout=float(current_app.config.get("CORE_PROBE_TIMEOUT") or 3.0))
+                    read_timeout=float(current_app.config["CORE_PROBE_TIMEOUT"]))
     key = (os.getpid(), tuple(sorted(settings.items())))
     with _probe_lock:
         if _probe["key"] != key:
@@ -234,8 +238,19 @@ def certificate_status(now=None):
             "subject": cert.subject.rfc4514_string(), "reason": reason}
 
 
+def public_core(core):
+    """The Core probe without the exception text (which names hosts and ports)."""
+    return {k: core[k] for k in ("ok", "status", "latency_ms", "schema_core", "schema_ours", "schema_match",
+                                 "checked_at")}
+
+
+def workspace_report():
+    """What a workspace admin's Diagnostics page shows: the Core's status in words."""
+    return {"core": public_core(core_status())}
+
+
 def system_report():
-    """Everything the Diagnostics page shows about the installation."""
+    """Everything the Diagnostics page shows about the installation (super admins)."""
     return {"core": core_status(), "schema": schema_status(), "audit": audit_status(), "queues": queue_status(),
             "workers": worker_status(), "cron": cron_status(), "certificate": certificate_status(),
             "disk": disk_status()}
@@ -253,7 +268,7 @@ def disk_status():
 # --- the pre-flight checklist ----------------------------------------------------------------
 
 def preflight_threshold():
-    return int(current_app.config.get("PREFLIGHT_MIN_RECIPIENTS") or 100_000)
+    return int(current_app.config["PREFLIGHT_MIN_RECIPIENTS"])
 
 
 def preflight_required(campaign):
@@ -338,11 +353,12 @@ def _finish_check(campaign, tps, today=None):
     return _item(item, "pass", f"{remaining:,} recipients fit in one day ({per_day:,.0f}/day possible).")
 
 
-def preflight(campaign, *, core=None, workers=None, audit=None):
+def preflight(campaign, *, core=None, workers=None, audit=None, detailed=False):
     """The pre-flight checklist of one campaign: [{"item", "status": pass|warn|fail, "reason"}].
 
     `core`, `workers` and `audit` may pass results of core_status()/worker_status()/audit_status()
-    already computed for a page that checks several campaigns."""
+    already computed for a page that checks several campaigns. Reasons name hosts, paths and
+    exception texts only when `detailed` (super admins)."""
     core = core or core_status()
     workers = workers or worker_status()
     audit = audit or audit_status()
@@ -351,8 +367,8 @@ def preflight(campaign, *, core=None, workers=None, audit=None):
     if core["ok"]:
         items.append(_item("Core API reachable", "pass", f"status ok in {core['latency_ms']} ms"))
     else:
-        items.append(_item("Core API reachable", "fail",
-                           f"Core {core['status']}: {core['error'] or 'no answer'}"[:300]))
+        reason = f"Core {core['status']}: {core.get('error') or 'no answer'}" if detailed else f"Core {core['status']}"
+        items.append(_item("Core API reachable", "fail", reason[:300]))
 
     if core["schema_match"] is None:
         items.append(_item("Schema versions match", "warn",
@@ -367,20 +383,23 @@ def preflight(campaign, *, core=None, workers=None, audit=None):
     if dispatchers:
         items.append(_item("Workers alive", "pass", f"{len(dispatchers)} worker(s) on the dispatch queue"))
     elif workers.get("error"):
-        items.append(_item("Workers alive", "fail", workers["error"]))
+        items.append(_item("Workers alive", "fail",
+                           workers["error"] if detailed else "the queue broker does not answer"))
     else:
         items.append(_item("Workers alive", "fail", "no live worker listens to the dispatch queue"))
 
     need = 2 * _file_bytes(campaign)
     disk = disk_status()
     if disk["free"] is None:
-        items.append(_item("Disk free ≥ 2× the file", "fail", disk["error"] or "unknown"))
+        items.append(_item("Disk free ≥ 2× the file", "fail",
+                           (disk["error"] or "unknown") if detailed else "the data disk cannot be read"))
     elif disk["free"] >= need:
         items.append(_item("Disk free ≥ 2× the file", "pass",
                            f"{_mb(disk['free'])} free, {_mb(need)} needed"))
     else:
+        where = f"under {disk['path']}" if detailed else "on the data disk"
         items.append(_item("Disk free ≥ 2× the file", "fail",
-                           f"only {_mb(disk['free'])} free under {disk['path']}, {_mb(need)} needed"))
+                           f"only {_mb(disk['free'])} free {where}, {_mb(need)} needed"))
 
     if audit["ok"]:
         items.append(_item("Audit store healthy", "pass", f"{audit['backend']} answers"))
@@ -407,11 +426,11 @@ def _mb(n):
     return f"{n / 1024 / 1024:,.1f} MB"
 
 
-def campaign_checklists(workspace_id=None, limit=10):
-    """[(campaign, items)] for the large campaigns not yet finished (Diagnostics)."""
+def campaign_checklists(workspace_id=None, limit=10, *, core=None, detailed=False):
+    """[(campaign, items)] for the large campaigns not yet finished (Diagnostics); `core` may pass
+    this page's probe so the Core is not called again per campaign."""
     campaigns = large_campaigns(workspace_id, limit)
     if not campaigns:
         return []
-    shared = {"core": core_status(), "workers": worker_status(), "audit": audit_status()}
-    return [(c, preflight(c, **shared)) for c in campaigns]
-
+    shared = {"core": core or core_status(), "workers": worker_status(), "audit": audit_status()}
+    return [(c, preflight(c, detailed=detailed, **shared)) for c in campaigns]

@@ -1,26 +1,43 @@
-"""Readiness checks of the parts a request needs: database, Redis, audit store."""
+"""Readiness checks of the parts a request needs: database, Redis, audit store.
+
+`/readyz` is public, so it answers status words only ("ok" / "down"); what went wrong — exception
+texts naming hosts, ports and paths — goes to the log (`mc.health`)."""
+import logging
+
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from redis.exceptions import RedisError
 
 from extensions import db, redis_connection
 
+log = logging.getLogger("mc.health")
 
-def _check(fn):
+
+class AuditStoreDown(RuntimeError):
+    pass
+
+
+def _check(name, fn, errors):
     try:
         fn()
-        return {"ok": True}
-    except Exception as exc:  # a readiness probe reports any failure, it never raises
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    except errors as exc:  # a readiness probe reports the failure (the log has the detail); it never raises
+        log.warning("readyz: %s down: %s: %s", name, type(exc).__name__, exc)
+        if name == "database":
+            db.session.rollback()
+        return "down"
+    return "ok"
 
 
 def readiness():
+    """{"database": "ok"|"down", "redis": …, "audit": …}."""
     import audit
 
     def audit_store():
         if not audit.get_store().ping():
-            raise RuntimeError("audit store unreachable (events go to the fallback file)")
+            raise AuditStoreDown("audit store unreachable (events go to the fallback file)")
 
     return {
-        "database": _check(lambda: db.session.execute(text("SELECT 1"))),
-        "redis": _check(lambda: redis_connection().ping()),
-        "audit": _check(audit_store),
+        "database": _check("database", lambda: db.session.execute(text("SELECT 1")), (SQLAlchemyError, OSError)),
+        "redis": _check("redis", lambda: redis_connection().ping(), (RedisError, OSError)),
+        "audit": _check("audit", audit_store, (AuditStoreDown, OSError)),
     }

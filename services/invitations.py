@@ -3,6 +3,7 @@
 States: pending → accepted | revoked; a pending invitation past `expires_at` reads as expired.
 Accepting is a conditional UPDATE on `state = 'pending'`, so a link can be used exactly once.
 """
+import re
 from datetime import timedelta
 
 from flask import current_app, url_for
@@ -13,7 +14,10 @@ from extensions import db
 from models import ROLES, Invitation, utcnow
 from services import accounts, members, secrets
 from services.errors import Conflict, DomainError, NotFound
-from services.mail import MailNotSent, send_mail
+from services.mail import MailNotSent, outbox, send_mail
+
+# An invitation link in a mail body: the token is `inv_` + URL-safe base64 (secrets.new_token).
+_LINK_TOKEN = re.compile(r"/invite/(inv_[A-Za-z0-9_-]+)")
 
 
 def list_invitations(workspace):
@@ -123,3 +127,25 @@ def accept(token, *, current_user=None, password=None, name=""):
                  before={"state": "pending"}, after={"state": "accepted"})
     members.record_added(membership, f"invitation {invitation.id}")
     return user, invitation.workspace
+
+
+def outbox_for_display(workspace_id=None, limit=100):
+    """The outbox as the admins' page shows it: an invitation link works there only while its
+    invitation is pending; once revoked, accepted or expired its token is replaced by the state,
+    so the page no longer shows a secret that still means something (and the link is refused)."""
+    mails = outbox(workspace_id, limit)
+    tokens = {t for m in mails for t in _LINK_TOKEN.findall(m.body)}
+    states = {}
+    if tokens:
+        digests = {secrets.digest(t): t for t in tokens}
+        now = utcnow()
+        for invitation in db.session.execute(db.select(Invitation).where(
+                Invitation.token_hash.in_(list(digests)))).scalars():
+            states[digests[invitation.token_hash]] = invitation.effective_state(now)
+
+    def live(match):
+        state = states.get(match.group(1), "unknown")
+        return match.group(0) if state == "pending" else f"/invite/[link no longer valid: invitation {state}]"
+
+    return [{"subject": m.subject, "recipient": m.recipient, "created_at": m.created_at,
+             "body": _LINK_TOKEN.sub(live, m.body)} for m in mails]

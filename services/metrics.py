@@ -34,6 +34,7 @@ EXPORTED = (
     "mc_core_channel_queue_depth", "mc_core_channel_latency_ms", "mc_core_channel_accepted_total",
     "mc_core_channel_delivered_total", "mc_core_queue_depth", "mc_scrape_errors",
     "mc_job_duration_seconds", "mc_core_request_seconds", "mc_core_slow_total", "mc_core_large_total",
+    "mc_workspace_campaigns", "mc_workspace_messages_total", "mc_workspace_messages_inflight",
 )
 
 
@@ -110,6 +111,38 @@ class AggregateCollector:
         inflight = GaugeMetricFamily("mc_messages_inflight", "Messages sent and waiting for a final report.",
                                      value=sum(int(r[5]) for r in rows))
         db.session.rollback()
+        return [campaigns, messages, inflight, *self._per_workspace()]
+
+    def _per_workspace(self):
+        """The same figures per workspace (label `workspace` = slug): what a workspace admin's
+        Monitoring tab shows (deploy/grafana/dashboards/mc-workspace.json)."""
+        from sqlalchemy import func, select
+
+        from extensions import db
+        from models import Campaign, Workspace
+
+        rows = db.session.execute(select(
+            Workspace.slug, Campaign.status, func.count(Campaign.id), func.coalesce(func.sum(Campaign.sent_count), 0),
+            func.coalesce(func.sum(Campaign.delivered_count), 0), func.coalesce(func.sum(Campaign.failed_count), 0),
+            func.coalesce(func.sum(Campaign.inflight_count), 0)).join(Workspace, Workspace.id == Campaign.workspace_id)
+            .group_by(Workspace.slug, Campaign.status)).all()
+        db.session.rollback()
+        campaigns = GaugeMetricFamily("mc_workspace_campaigns", "Campaigns per workspace and lifecycle status.",
+                                      labels=["workspace", "status"])
+        messages = CounterMetricFamily("mc_workspace_messages", "Messages per workspace and outcome, from the "
+                                       "campaign counters.", labels=["workspace", "status"])
+        inflight = GaugeMetricFamily("mc_workspace_messages_inflight", "Messages of a workspace sent and waiting "
+                                     "for a final report.", labels=["workspace"])
+        totals = {}
+        for slug, status, count, sent, delivered, failed, flying in rows:
+            campaigns.add_metric([slug, status], count)
+            total = totals.setdefault(slug, [0, 0, 0, 0])
+            for i, n in enumerate((sent, delivered, failed, flying)):
+                total[i] += int(n)
+        for slug, (sent, delivered, failed, flying) in sorted(totals.items()):
+            for status, n in (("sent", sent), ("delivered", delivered), ("failed", failed)):
+                messages.add_metric([slug, status], n)
+            inflight.add_metric([slug], flying)
         return [campaigns, messages, inflight]
 
     def _queues(self):

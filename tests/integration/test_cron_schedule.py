@@ -16,4 +16,5 @@ def test_cron_config_registers_every_periodic_job(app):
         "jobs.exports.expire_exports": "default",
         "jobs.gdpr.anonymise_numbers": "default",
         "jobs.uploads.sweep_uploads": "default",
+        "jobs.maintenance.recover_stalled_work": "default",
     }

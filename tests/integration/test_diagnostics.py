@@ -105,8 +105,9 @@ def test_schema_mismatch_is_a_clear_warning(sim, core, client, world):
 
 
 def test_diagnostics_page_shows_every_signal(sim, client, world, live_worker):
-    client.login("admin@acme.test")
-    response = client.get("/w/acme/diagnostics")
+    make_user("root@example.com", superadmin=True)
+    client.login("root@example.com")
+    response = client.get("/admin/diagnostics")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     for text in ("Core API", "ours 1", "Migrations", "up to date", "Retention", "90 days", "Fallback file",
@@ -185,13 +186,24 @@ def test_monitoring_tab(client, app, world, monkeypatch):
     monkeypatch.setitem(app.config, "GRAFANA_URL", "https://grafana.example.com/g/")
     response = client.get("/w/acme/monitoring")
     html = response.get_data(as_text=True)
-    assert '<iframe class="grafana" src="https://grafana.example.com/g/d/mc-delivery/?' in html
+    # A workspace admin: the one-workspace dashboard, for this workspace, and nothing installation-wide.
+    assert '<iframe class="grafana" src="https://grafana.example.com/g/d/mc-workspace/?' in html
+    assert "var-workspace=acme" in html
+    assert "mc-delivery" not in html and "mc-platform" not in html
+    assert "mc-platform" not in client.get("/w/acme/monitoring?dashboard=mc-platform").get_data(as_text=True)
     assert 'title="Grafana dashboard:' in html
     csp = response.headers["Content-Security-Policy"]
     assert "frame-src 'self' https://grafana.example.com;" in csp
     # Other pages keep the strict policy.
     assert "grafana" not in client.get("/w/acme/").headers["Content-Security-Policy"]
-    platform = client.get("/w/acme/monitoring?dashboard=mc-platform").get_data(as_text=True)
+    assert client.get("/admin/monitoring").status_code == 404  # installation-wide: super admins only
+    make_user("root@example.com", superadmin=True)
+    root = app.test_client()
+    root.login("root@example.com")
+    html = root.get("/admin/monitoring").get_data(as_text=True)
+    assert '<iframe class="grafana" src="https://grafana.example.com/g/d/mc-delivery/?' in html
+    assert "var-workspace" not in html
+    platform = root.get("/admin/monitoring?dashboard=mc-platform").get_data(as_text=True)
     assert "/d/mc-platform/" in platform
 
     monkeypatch.setitem(app.config, "GRAFANA_URL", "javascript:alert(1)")
