@@ -41,7 +41,10 @@ def flatten(messages, prefix=""):
     """marshmallow's nested error dict → {"smpp.ston": [...], "numbers.3": [...]} (JSON keys are strings)."""
     out = {}
     for key, value in messages.items():
-        name = "body" if key == "_schema" and not prefix else f"{prefix}{key}"
+        if key == "_schema":  # the value itself is wrong (not an object where one goes)
+            name = prefix[:-1] or "body"
+        else:
+            name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten(value, name + "."))
         else:
