@@ -17,7 +17,9 @@ from services.errors import DomainError
 
 BODY_CODE = "invalid_fields"   # a body field is wrong (the code POST /campaigns has always used)
 QUERY_CODE = "invalid_query"   # a query parameter is wrong and declares no code of its own
-MAX_NAMED = 8                  # fields named in the error message (all of them are in `fields`)
+MAX_NAMED = 8                  # fields named in the error message (the others are in `fields`)
+MAX_FIELDS = 50                # fields listed in `fields`: unknown names come from the client, so
+MAX_NAME = 100                 # neither their number nor their length is echoed unbounded
 
 
 class InvalidInput(DomainError):
@@ -45,6 +47,7 @@ def flatten(messages, prefix=""):
             name = prefix[:-1] or "body"
         else:
             name = f"{prefix}{key}"
+        name = name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
         if isinstance(value, dict):
             out.update(flatten(value, name + "."))
         else:
@@ -71,7 +74,7 @@ def load(schema, data, default_code):
         return schema.load(data)
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        fields = flatten(messages)
+        fields = dict(list(flatten(messages).items())[:MAX_FIELDS])
         raise InvalidInput(_message(fields), fields, code=_first_code(schema, messages, default_code)) from None
 
 

@@ -106,6 +106,16 @@ def test_a_wrongly_typed_or_unknown_field_is_named(client, world, field, value, 
     assert counts() == before
 
 
+def test_unknown_fields_are_not_echoed_without_bound(client, world):
+    many = {f"k{i}" + "x" * 10_000: 1 for i in range(90)}
+
+    response = client.post("/api/v1/campaigns", headers=world["h"], json=valid_campaign(world, **many))
+
+    error = refused(response, code="invalid_fields")
+    assert len(error["fields"]) == 50 and all(len(name) <= 100 for name in error["fields"])
+    assert len(response.get_data()) < 20_000
+
+
 def test_nested_smpp_errors_are_named_with_a_dotted_path(client, world):
     response = client.post("/api/v1/campaigns", headers=world["h"],
                            json=valid_campaign(world, smpp={"saddr": 5, "ston": "5", "dnpi": None, "x": 1}))
