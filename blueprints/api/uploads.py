@@ -11,7 +11,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.api import api_error, api_route, bp
 from blueprints.api.contract import doc, respond, use_query
-from blueprints.api.schemas.uploads import RecipientPage, RecipientQuery, UploadAccepted, UploadStatus, UploadStatusQuery
+from blueprints.api.schemas.uploads import (RecipientPage, RecipientQuery, UploadAccepted, UploadStatus,
+                                            UploadStatusQuery)
 from services import campaigns, permissions, recipients
 from services.errors import DomainError, Forbidden
 

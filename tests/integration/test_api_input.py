@@ -36,7 +36,8 @@ def world():
 
 def counts():
     db.session.expire_all()
-    return tuple(db.session.scalar(select(func.count()).select_from(m)) for m in (Campaign, SenderName, Export, Recipient))
+    return tuple(db.session.scalar(select(func.count()).select_from(m))
+                 for m in (Campaign, SenderName, Export, Recipient))
 
 
 def valid_campaign(world, **extra):
