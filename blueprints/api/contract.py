@@ -149,8 +149,8 @@ def use_body(schema_cls, *, required=True):
 
 
 def use_query(schema_cls):
-    """Validate the query string with `schema_cls` and pass the loaded dict as `query=`. A declared
-    parameter given twice is refused (which of the two would the client mean?)."""
+    """Validate the query string with `schema_cls` and pass the loaded dict as `query=`. An empty
+    parameter counts as not given; a declared one given twice is refused (which would the client mean?)."""
     schema = schema_cls()
     declared = {f.data_key or n for n, f in schema.fields.items()}
 
@@ -162,7 +162,8 @@ def use_query(schema_cls):
             if repeated:
                 raise InvalidInput(_message(repeated), repeated,
                                    code=_first_code(schema, repeated, QUERY_CODE))
-            kwargs["query"] = load(schema, args_.to_dict(flat=True), QUERY_CODE)
+            given = {k: v for k, v in args_.items() if v != ""}  # `?page=&sort=` (a copied form URL): not given
+            kwargs["query"] = load(schema, given, QUERY_CODE)
             return view(*args, **kwargs)
 
         return _noted(wrapper, query=schema_cls)

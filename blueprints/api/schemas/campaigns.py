@@ -63,8 +63,8 @@ class CampaignListQuery(Query):
                                                                     "time zone)"})
     date_to = Text(32, data_key="to", attribute="to", metadata={**_code("to"), "format": "date",
                                                  "description": "created on or before, YYYY-MM-DD"})
-    status = fields.String(validate=validate.OneOf(("",) + STATUSES), metadata=_code("status"))
-    mode = fields.String(validate=validate.OneOf(("",) + MODES), metadata=_code("mode"))
+    status = fields.String(validate=validate.OneOf(STATUSES), metadata=_code("status"))
+    mode = fields.String(validate=validate.OneOf(MODES), metadata=_code("mode"))
     q = Text(SHORT_TEXT, metadata={"description": "campaign id, or part of the SADDR"})
     archived = fields.String(validate=validate.OneOf(ARCHIVED_CHOICES),
                              metadata={**_code("archived"),

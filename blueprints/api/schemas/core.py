@@ -33,18 +33,25 @@ class AuditQuery(Query):
                            metadata={"code": "invalid_limit", "description": "1-500, default 100"})
 
 
+def _stored(type_, description=None):
+    """A value of a stored audit event, passed on as stored: events written by older code (or another
+    version's) are still answered, never a 500 because one does not fit today's type."""
+    return fields.Raw(allow_none=True, metadata={"type": [type_, "null"],
+                                                 **({"description": description} if description else {})})
+
+
 class AuditEvent(Out):
     id = fields.String(required=True, metadata={"description": "The event's UUID"})
     ts = fields.String(required=True, metadata={"description": "UTC, milliseconds, e.g. 2026-01-01T00:00:00.000Z"})
-    actor_id = fields.Integer(allow_none=True)
+    actor_id = _stored("integer")
     actor_email = fields.String(allow_none=True)
     actor_role = fields.String(allow_none=True)
-    workspace_id = fields.Integer(allow_none=True)
+    workspace_id = _stored("integer")
     action = fields.String(required=True)
     object_type = fields.String(allow_none=True)
     object_id = fields.String(allow_none=True)
-    before = fields.Dict(allow_none=True, metadata={"description": "Key fields before the action"})
-    after = fields.Dict(allow_none=True, metadata={"description": "Key fields after the action"})
+    before = _stored("object", "Key fields before the action")
+    after = _stored("object", "Key fields after the action")
     note = fields.String(allow_none=True)
     ip = fields.String(allow_none=True)
     user_agent = fields.String(allow_none=True)
