@@ -30,6 +30,11 @@ class RequestIdFilter(logging.Filter):
 
 
 class BoundedIntConverter(IntegerConverter):
+    # Only 0..2**31-1 match at all: a larger id that matched and then failed `max` made Werkzeug answer
+    # 405 (not 404) on a path that other methods share (GET /api/v1/campaigns/<huge>/recipients).
+    regex = (r"(?:\d{1,9}|1\d{9}|20\d{8}|21[0-3]\d{7}|214[0-6]\d{6}|2147[0-3]\d{5}|21474[0-7]\d{4}"
+             r"|214748[0-2]\d{3}|2147483[0-5]\d{2}|21474836[0-3]\d|214748364[0-7])")
+
     def __init__(self, url_map, *args, **kwargs):
         kwargs.setdefault("max", 2**31 - 1)
         super().__init__(url_map, *args, **kwargs)

@@ -1,7 +1,9 @@
 """The JSON API under /api/v1/: personal access tokens, JSON errors with a code, an OpenAPI spec.
 
 `@api_route(action)` authenticates `Authorization: Bearer <token>`, acts with the token owner's
-role in the token's workspace and checks `action` in the permission table.
+role in the token's workspace and checks `action` in the permission table. Request and response
+bodies are declared with the schemas of `blueprints/api/schemas/` through the decorators of
+`blueprints/api/contract.py`; /api/v1/openapi.json is generated from them (`spec.py`).
 """
 import functools
 import importlib
@@ -9,6 +11,7 @@ import importlib
 from flask import Blueprint, g, jsonify, request
 
 from blueprints.access import _mark
+from blueprints.api.contract import error_fields
 from extensions import csrf
 from services import permissions, tokens
 from services.errors import DomainError
@@ -17,8 +20,12 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # token-authenticated, never cookie-authenticated
 
 
-def api_error(status, code, message):
-    return jsonify({"error": {"code": code, "message": message}}), status
+def api_error(status, code, message, fields=None):
+    """The one shape of every API error; `fields` (name → messages) when the input was wrong."""
+    error = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return jsonify({"error": error}), status
 
 
 def api_route(action):
@@ -46,7 +53,7 @@ def api_route(action):
             try:
                 return view(*args, **kwargs)
             except DomainError as exc:
-                return api_error(exc.status, exc.code, exc.message)
+                return api_error(exc.status, exc.code, exc.message, error_fields(exc))
 
         wrapper._permission = action
         return _mark(wrapper, f"api:{action}")
@@ -54,7 +61,7 @@ def api_route(action):
     return decorate
 
 
-# One line per area; each module registers its routes on `bp` and describes them in `PATHS`.
+# One line per area; each module registers its routes on `bp` (spec.py documents them from their declarations).
 API_MODULES = (
     "blueprints.api.core",
     "blueprints.api.uploads",

@@ -1,63 +1,116 @@
-"""The OpenAPI 3.1 document of /api/v1, merged from each API module's `PATHS`
-(a test checks that every API route is described)."""
-import importlib
+"""The OpenAPI 3.1 document of /api/v1, generated — never kept by hand.
 
+Every /api/v1 rule of the URL map is described from its view's declarations (`blueprints/api/contract.py`:
+`use_body`, `use_query`, `respond`, `doc`) by apispec's MarshmallowPlugin, so the schemas that validate a
+request and shape a response are the ones the document shows. The errors every API view can answer
+(401 from `@api_route`, 400/413/415 for a body, 404 for an id in the path) are added here once.
+"""
+import re
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import current_app
+
+from blueprints.api.schemas import Error
+
+OPENAPI_VERSION = "3.1.0"
+PREFIX = "/api/v1/"
+VARIABLE = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
+PATH_INT_MAX = 2**31 - 1  # BoundedIntConverter (app.py): a larger id is simply not found
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def _err(description):
+def _error(description):
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
-CORE_PATHS = {
-    "/api/v1/me": {"get": {
-        "summary": "The token's owner, workspace and role",
-        "responses": {"200": {"description": "Identity"}, "401": _err("Missing or invalid token")},
-    }},
-    "/api/v1/audit": {"get": {
-        "summary": "Audit events of the token's workspace, newest first (admins)",
-        "parameters": [
-            {"name": n, "in": "query", "schema": {"type": "string"}, "description": d} for n, d in (
-                ("actor", "e-mail substring"), ("action", "action prefix, e.g. members."),
-                ("object_type", "e.g. membership"), ("object_id", "object id"),
-                ("since", "YYYY-MM-DD or ISO-8601"), ("until", "YYYY-MM-DD or ISO-8601"),
-                ("cursor", "next_cursor of the previous page"), ("limit", "1-500, default 100"))
-        ],
-        "responses": {"200": {"description": "{events: [...], next_cursor}"},
-                      "400": _err("Bad filter or cursor"), "401": _err("Missing or invalid token"),
-                      "403": _err("Role may not read the audit log")},
-    }},
-    "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
-                                     "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-}
+def _responses(view, api, has_path_variables):
+    secured = hasattr(view, "_permission")
+    default = {}
+    if api.get("body") or api.get("query"):
+        default[400] = "Invalid input: invalid_json, invalid_fields (error.fields names each) or the field's own code"
+    if secured:
+        default[401] = "Missing or invalid token"
+        default[403] = "The token's role may not use this endpoint, or its owner left the workspace"
+    if has_path_variables:
+        default[404] = "Not found (or another workspace's)"
+    if api.get("body"):
+        default[413] = "Body larger than allowed (too_large)"
+        default[415] = "Body is not JSON (unsupported_media_type)"
+    responses = {str(status): _error(text) for status, text in {**default, **api.get("errors", {})}.items()}
+    if "response" in api:
+        status, schema, description = api["response"]
+        responses[str(status)] = {"description": description.strip() or "OK",
+                                  "content": {"application/json": {"schema": schema}}}
+    responses.update({str(k): v for k, v in api.get("raw_responses", {}).items()})
+    return responses
 
 
-def error_response(description):
-    return _err(description)
+def _operation(endpoint, view, path_names, fixed):
+    api = getattr(view, "_api", {})
+    summary = api.get("summary", view.__doc__ or endpoint)
+    for name, value in fixed.items():
+        summary = summary.replace("{" + name + "}", value).replace("{" + name.capitalize() + "}", value.capitalize())
+    parameters = [{"name": name, "in": "path", "required": True, "schema": schema}
+                  for name, schema in path_names.items() if name not in fixed]
+    parameters += api.get("parameters", [])
+    if api.get("query"):
+        parameters.append({"in": "query", "schema": api["query"]})
+    operation = {"summary": summary, "operationId": "_".join([endpoint.split(".")[-1], *fixed.values()]),
+                 "responses": _responses(view, api, bool(path_names))}
+    if parameters:
+        operation["parameters"] = parameters
+    if api.get("body"):
+        operation["requestBody"] = {"required": api["body_required"],
+                                    "content": {"application/json": {"schema": api["body"]}}}
+    elif api.get("request_body"):
+        operation["requestBody"] = api["request_body"]
+    if not hasattr(view, "_permission"):
+        operation["security"] = []
+    return operation
 
 
-def _all_paths():
-    from blueprints.api import API_MODULES
+def _expansions(path_values, names):
+    """Every combination of the fixed values of `path_values` (one path per value)."""
+    combos = [{}]
+    for name in names:
+        if name in path_values:
+            combos = [{**c, name: value} for c in combos for value in path_values[name]]
+    return combos
 
-    paths = {path: dict(ops) for path, ops in CORE_PATHS.items()}
-    for name in API_MODULES:
-        for path, operations in getattr(importlib.import_module(name), "PATHS", {}).items():
-            paths.setdefault(path, {}).update(operations)  # several modules may share a path
-    return paths
+
+def build(app):
+    spec = APISpec(title="Message Center API", version="1", openapi_version=OPENAPI_VERSION,
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Personal access tokens (Authorization: Bearer …) act with the token "
+                                        "owner's role in one workspace. Errors: {\"error\": {\"code\", \"message\", "
+                                        "\"fields\"}}. Request bodies refuse unknown fields; query strings ignore "
+                                        "unknown parameters."},
+                   servers=[{"url": "/"}], security=[{"bearer": []}])
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
+                                               "description": "Personal access token (Workspace › API tokens)"})
+    spec.components.schema("Error", schema=Error)
+    paths = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not rule.rule.startswith(PREFIX):
+            continue
+        view = app.view_functions[rule.endpoint]
+        api = getattr(view, "_api", {})
+        names = {}
+        for converter, name in VARIABLE.findall(rule.rule):
+            names[name] = ({"type": "integer", "minimum": 0, "maximum": PATH_INT_MAX} if converter == "int"
+                           else api.get("path_schemas", {}).get(name, {"type": "string"}))
+        for fixed in _expansions(api.get("path_values", {}), names):
+            path = VARIABLE.sub(lambda m: fixed.get(m.group(2), "{" + m.group(2) + "}"), rule.rule)
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                paths.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, view, names, fixed)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
 
 
 def openapi_document():
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Message Center API", "version": "1"},
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
-        "paths": _all_paths(),
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Personal access token (Workspace › API tokens)"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
-        },
-    }
+    """The document for the running app (built once: the URL map does not change after start-up)."""
+    if "api_openapi" not in current_app.extensions:
+        current_app.extensions["api_openapi"] = build(current_app)
+    return current_app.extensions["api_openapi"]
