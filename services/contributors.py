@@ -52,6 +52,8 @@ def record_event(campaign, event, actor, values=None):
         record(campaign, actor, EVENT_CONTRIBUTIONS[event])
     owner_id = (values or {}).get("author_id")
     if owner_id is not None:
+        if campaign.author_id is not None and campaign.author_id != owner_id:  # the row still holds the old one
+            record(campaign, db.session.get(User, campaign.author_id), "created")
         record(campaign, db.session.get(User, owner_id), "owner")
 
 
