@@ -171,7 +171,8 @@ def verify_for_dispatch(campaign_id):
     try:
         check(campaign)
     except FingerprintMismatch as exc:
-        refuse(campaign, exc)
+        if campaign.status not in lifecycle.TERMINAL:  # a stale job for a campaign already ended sends nothing
+            refuse(campaign, exc)
         return False
     return True
 
@@ -181,7 +182,7 @@ def refuse(campaign, mismatch):
     stored = campaign.approval_fingerprint
     reason = (f"Dispatch refused: changed after approval ({', '.join(mismatch.changed)}); nothing was sent. "
               "Clone it and submit the copy for moderation.")
-    log.error("campaign %s: %s", campaign.id, mismatch)
+    log.error("dispatch refused: %s", mismatch)
     db.session.add(JobError(campaign_id=campaign.id, reason=reason[:200]))
     try:
         lifecycle.apply(campaign, "fail", note=reason)   # commits the job error with the status change
