@@ -82,10 +82,12 @@ def _back(kind_name):
 
 def _decide(kind_name, item_id, decision):
     note = request.form.get("note", "")
+    seen = request.form.get("seen") or None  # the submission the row showed (campaigns)
     if not ConfirmForm().validate():  # CSRF is checked globally; this keeps the form contract explicit
         return _back(kind_name)
     try:
-        item = moderation.decide(g.workspace, kind_name, item_id, decision, g.membership, current_user, note=note)
+        item = moderation.decide(g.workspace, kind_name, item_id, decision, g.membership, current_user, note=note,
+                                 seen=seen)
     except NotFound:
         abort(404)
     except DomainError as exc:

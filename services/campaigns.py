@@ -226,6 +226,9 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
     guard = [Campaign.id == campaign.id, Campaign.status == campaign.status,
              Campaign.moderation == campaign.moderation]
     guard.append(Campaign.archived_at.is_(None) if campaign.archived_at is None else Campaign.archived_at.isnot(None))
+    if event in ("approve", "reject"):  # the submission decided on: not one made after a reject + resubmit
+        guard.append(Campaign.submitted_at.is_(None) if campaign.submitted_at is None
+                     else Campaign.submitted_at == campaign.submitted_at)
     done = db.session.execute(update(Campaign).where(*guard).values(**changes)
                               .execution_options(synchronize_session=False)).rowcount
     if not done:

@@ -30,8 +30,8 @@ class QueueKind(Protocol):
     def count(self, workspace) -> int: ...
     def list(self, workspace, limit=QUEUE_LIMIT) -> list: ...
     def contributors(self, items) -> dict: ...   # {item id: {user id: what they did}} (four-eyes)
-    def approve(self, workspace, item_id, membership, user): ...
-    def reject(self, workspace, item_id, membership, user, note): ...
+    def approve(self, workspace, item_id, membership, user, seen=None): ...
+    def reject(self, workspace, item_id, membership, user, note, seen=None): ...
     def serialize(self, item) -> dict: ...
 
 
@@ -71,7 +71,7 @@ class CampaignQueue:
     def contributors(self, items):
         return contributors.of_campaigns(items)
 
-    def _ensure_undecided(self, workspace, campaign_id, membership, user):
+    def _ensure_undecided(self, workspace, campaign_id, membership, user, seen=None):
         """Load the campaign and refuse with "already approved by X at T" when another decision came
         first. The lifecycle's own check looks at the status before the moderation, so a late
         decision would otherwise read "Cannot approve a campaign that is Sending". The caller keeps
@@ -83,14 +83,19 @@ class CampaignQueue:
             who = campaign.moderated_by.email if campaign.moderated_by else "another moderator"
             raise Conflict(f"Campaign #{campaign.id} was already {campaign.moderation} by {who} at "
                            f"{campaign.moderated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}.", code="already_decided")
+        if seen is not None and seen != submission(campaign):
+            # Rejected, changed and submitted again since the moderator's row was drawn: they decide
+            # only on what they saw (the lifecycle's UPDATE also guards on submitted_at).
+            raise Conflict(f"Campaign #{campaign.id} was changed and submitted again since you looked at it; "
+                           "read it again before deciding.", code="changed_since_seen")
         return campaign
 
-    def approve(self, workspace, item_id, membership, user):
-        checked = self._ensure_undecided(workspace, item_id, membership, user)  # noqa: F841 (kept alive)
+    def approve(self, workspace, item_id, membership, user, seen=None):
+        checked = self._ensure_undecided(workspace, item_id, membership, user, seen)  # noqa: F841 (kept alive)
         return campaigns.approve(workspace, item_id, membership, user)
 
-    def reject(self, workspace, item_id, membership, user, note):
-        checked = self._ensure_undecided(workspace, item_id, membership, user)  # noqa: F841 (kept alive)
+    def reject(self, workspace, item_id, membership, user, note, seen=None):
+        checked = self._ensure_undecided(workspace, item_id, membership, user, seen)  # noqa: F841 (kept alive)
         return campaigns.reject(workspace, item_id, membership, user, note)
 
     def serialize(self, item):
@@ -118,8 +123,13 @@ class CampaignQueue:
             else item.workspace.sending_window,
             "ignore_daily_window": item.ignore_daily_window,
             "daily_limit": item.daily_limit,
-            "submitted_at": _when(item.submitted_at),
+            "submitted_at": _when(item.submitted_at), "submission": submission(item),
         }
+
+
+def submission(campaign):
+    """Which submission of the campaign a moderator looks at (a resubmission after a rejection is another)."""
+    return campaign.submitted_at.isoformat() if campaign.submitted_at else None
 
 
 class SenderRevisionQueue:
@@ -134,10 +144,10 @@ class SenderRevisionQueue:
     def contributors(self, items):
         return {item.id: revision_contributors(item) for item in items}
 
-    def approve(self, workspace, item_id, membership, user):
-        return senders.approve(workspace, item_id, membership, user)
+    def approve(self, workspace, item_id, membership, user, seen=None):
+        return senders.approve(workspace, item_id, membership, user)  # a revision never changes: one look
 
-    def reject(self, workspace, item_id, membership, user, note):
+    def reject(self, workspace, item_id, membership, user, note, seen=None):
         return senders.reject(workspace, item_id, membership, user, note)
 
     def serialize(self, item):
@@ -182,18 +192,19 @@ def decision_rights(workspace, membership, user, kind_name, items):
             for item in items}
 
 
-def decide(workspace, kind_name, item_id, decision, membership, user, note=None):
+def decide(workspace, kind_name, item_id, decision, membership, user, note=None, seen=None):
     """Approve or reject one item; raises Forbidden (four-eyes), Conflict `already_decided` (lost a
-    race), NotFound (another workspace's id) or DomainError (reject without a note)."""
+    race) or `changed_since_seen` (`seen`, the row's `submission`, is no longer current), NotFound
+    (another workspace's id) or DomainError (reject without a note)."""
     kind = get_kind(kind_name)
     permissions.require("moderation.decide", membership, superadmin=user.is_superadmin)
     if decision == "approve":
-        return kind.approve(workspace, item_id, membership, user)
+        return kind.approve(workspace, item_id, membership, user, seen=seen)
     if decision == "reject":
         if not (note or "").strip():
             raise DomainError(f"Write a note saying why the {kind.noun} is rejected; the author will see it.",
                               code="note_required")
-        return kind.reject(workspace, item_id, membership, user, note.strip())
+        return kind.reject(workspace, item_id, membership, user, note.strip(), seen=seen)
     raise NotFound(f"Unknown decision {decision!r}; use approve or reject.")
 
 

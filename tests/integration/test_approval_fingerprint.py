@@ -317,3 +317,58 @@ def test_the_moderation_row_shows_what_the_moderator_decides_on(app, acme):
     assert (item["encoding"], item["segments"], item["daily_limit"], item["recipients_count"]) == ("UCS-2", 1, 5000, 3)
     assert item["sending_window"] == "08:00-20:00" and item["start_at"] == campaign.start_at.isoformat(
         timespec="seconds").replace("+00:00", "Z")
+
+
+SEEN_RE = r'action="/w/acme/moderation/campaigns/{id}/approve"[^>]*>\s*<input[^>]*csrf_token[^>]*>\s*<input type="hidden" name="seen" value="([^"]+)"'
+
+
+def test_a_moderator_approves_only_the_submission_they_saw(app, acme):
+    """Between drawing the row and the click, another moderator rejects and the author resubmits a
+    changed text: the old row's Approve is refused; the fresh row's works and binds the new text."""
+    import re
+
+    campaign = make_campaign(acme, user("author@acme.test"), sender=make_sender(acme), status="Pending", recipients=2)
+    make_user("mod2@acme.test", workspace=acme, role="moderator")
+    mod1 = app.test_client()
+    mod1.login("mod@acme.test")
+    old_row = mod1.get("/w/acme/moderation?tab=campaigns").get_data(as_text=True)
+    seen = re.search(SEEN_RE.format(id=campaign.id), old_row).group(1)
+
+    mod2 = user("mod2@acme.test")
+    lifecycle.reject(acme, campaign.id, mod2.membership_in(acme.id), mod2, "Say who you are.")
+    author = app.test_client()
+    author.login("author@acme.test")
+    response = author.post(f"/w/acme/campaigns/{campaign.id}/wizard/2", data={
+        "name": "Changed", "sender_revision_id": str(campaign.sender_revision_id),
+        "text": "Totally different text", "daily_limit": "", "auto_start": "y"})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    author.post(f"/w/acme/campaigns/{campaign.id}/submit")
+    assert (stored(campaign.id).status, stored(campaign.id).moderation) == ("Pending", "awaiting")
+
+    body = html.unescape(mod1.post(f"/w/acme/moderation/campaigns/{campaign.id}/approve", data={"seen": seen},
+                                   follow_redirects=True).get_data(as_text=True))
+    assert "was changed and submitted again since you looked at it" in body
+    assert stored(campaign.id).moderation == "awaiting"
+
+    fresh_seen = re.search(SEEN_RE.format(id=campaign.id),
+                           mod1.get("/w/acme/moderation?tab=campaigns").get_data(as_text=True)).group(1)
+    assert fresh_seen != seen
+    body = html.unescape(mod1.post(f"/w/acme/moderation/campaigns/{campaign.id}/approve", data={"seen": fresh_seen},
+                                   follow_redirects=True).get_data(as_text=True))
+    assert "Approved campaign “Changed”" in body
+    assert json.loads(stored(campaign.id).approval_basis)["text"] == "Totally different text"
+
+
+def test_an_approval_decided_on_an_earlier_submission_loses_at_the_update(acme):
+    """The service-level guard: the in-memory campaign is the earlier submission; meanwhile it was
+    rejected and resubmitted (same status and moderation, a new submitted_at) — the UPDATE refuses."""
+    from services.errors import Conflict
+
+    campaign = make_campaign(acme, user("author@acme.test"), sender=make_sender(acme), status="Pending", recipients=2)
+    stale = db.session.get(Campaign, campaign.id)
+    db.session.execute(text("UPDATE campaigns SET submitted_at = :t, message_text = 'resubmitted' WHERE id = :c"),
+                       {"t": utcnow() + timedelta(seconds=5), "c": campaign.id})
+    mod = user("mod@acme.test")
+    with db.session.no_autoflush, pytest.raises(Conflict, match="changed meanwhile"):
+        lifecycle.apply(stale, "approve", actor=mod)
+    assert stored(campaign.id).moderation == "awaiting"
