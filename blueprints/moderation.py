@@ -26,18 +26,22 @@ def _campaign_url(campaign_id):
         return None
 
 
-def _row(kind, item):
-    """What one queue row needs, computed here so the row macro needs no request context."""
-    data = kind.serialize(item)
-    if kind.name == "campaign":
-        link = _campaign_url(item.id)
-    else:
-        link = url_for("senders.detail", slug=g.workspace.slug, sender_id=item.sender_id)
-    return {"kind": kind.name, "item": item, "data": data, "link": link,
-            "decidable": moderation.can_decide(g.workspace, g.membership, current_user, kind.name, item),
-            "own": moderation.is_own(current_user, kind.name, item),
-            "approve_url": _decision_url(kind.name, "approve", item.id),
-            "reject_url": _decision_url(kind.name, "reject", item.id)}
+def _rows(kind, items):
+    """What each queue row needs, computed here so the row macro needs no request context; whether
+    Approve/Reject is offered comes from the service (permission and four-eyes over contributors)."""
+    rights = moderation.decision_rights(g.workspace, g.membership, current_user, kind.name, items)
+    rows = {}
+    for item in items:
+        if kind.name == "campaign":
+            link = _campaign_url(item.id)
+        else:
+            link = url_for("senders.detail", slug=g.workspace.slug, sender_id=item.sender_id)
+        decidable, shaped = rights[item.id]
+        rows[item.id] = {"kind": kind.name, "item": item, "data": kind.serialize(item), "link": link,
+                         "decidable": decidable, "own": shaped,
+                         "approve_url": _decision_url(kind.name, "approve", item.id),
+                         "reject_url": _decision_url(kind.name, "reject", item.id)}
+    return rows
 
 
 def _decision_url(kind_name, decision, item_id):
@@ -52,7 +56,7 @@ def index():
     kind = moderation.kind_for_tab(request.args.get("tab"))
     items = moderation.items(g.workspace, kind.name)
     return render_template("moderation/index.html", kind=kind, kinds=list(moderation.KINDS.values()),
-                           counts=moderation.counts(g.workspace), rows=[_row(kind, i) for i in items],
+                           counts=moderation.counts(g.workspace), rows=list(_rows(kind, items).values()),
                            limit=moderation.QUEUE_LIMIT, poll_seconds=POLL_SECONDS)
 
 
@@ -65,9 +69,10 @@ def queue_state():
     known = {int(v) for v in request.args.get("known", "").split(",") if v.strip().isdigit()}
     items = moderation.items(g.workspace, kind.name)
     row_macro = get_template_attribute("moderation/_rows.html", "row")
+    rows = _rows(kind, [i for i in items if i.id not in known])
     return jsonify({
         "kind": kind.name, "counts": moderation.counts(g.workspace), "ids": [i.id for i in items],
-        "rows": {str(i.id): str(row_macro(_row(kind, i))) for i in items if i.id not in known},
+        "rows": {str(item_id): str(row_macro(row)) for item_id, row in rows.items()},
     })
 
 
@@ -77,10 +82,12 @@ def _back(kind_name):
 
 def _decide(kind_name, item_id, decision):
     note = request.form.get("note", "")
+    seen = request.form.get("seen") or None  # the submission the row showed (campaigns)
     if not ConfirmForm().validate():  # CSRF is checked globally; this keeps the form contract explicit
         return _back(kind_name)
     try:
-        item = moderation.decide(g.workspace, kind_name, item_id, decision, g.membership, current_user, note=note)
+        item = moderation.decide(g.workspace, kind_name, item_id, decision, g.membership, current_user, note=note,
+                                 seen=seen)
     except NotFound:
         abort(404)
     except DomainError as exc:

@@ -10,7 +10,7 @@ from flask import current_app
 
 from extensions import redis_connection
 from jobs import app_job, enqueue_job
-from services import dispatch
+from services import approval, dispatch
 
 log = logging.getLogger("mc.jobs.dispatch")
 SLOT_TTL = 120  # seconds: a slot of a killed job frees itself
@@ -34,6 +34,8 @@ def schedule_campaign(campaign_id):
 @app_job
 def dispatch_campaign(campaign_id, slot=0):
     try:
+        if not approval.verify_for_dispatch(campaign_id):  # changed since approval: Failed, nothing sent
+            return 0
         return dispatch.dispatch_campaign(campaign_id)
     finally:
         redis_connection().delete(_slot_key(campaign_id, slot))

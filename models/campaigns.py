@@ -55,6 +55,9 @@ class Campaign(db.Model):
     moderated_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
     moderated_at = db.Column(UTCDateTime)
     moderation_note = db.Column(db.String(500))
+    # What the approval bound (services/approval.py): SHA-256 of the canonical JSON kept beside it.
+    approval_fingerprint = db.Column(db.String(64))
+    approval_basis = db.Column(db.Text)
     started_at = db.Column(UTCDateTime)
     finished_at = db.Column(UTCDateTime)
     archived_at = db.Column(UTCDateTime)

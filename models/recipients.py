@@ -54,6 +54,7 @@ class Upload(db.Model):
     stop_listed = db.Column(db.BigInteger, nullable=False, default=0)
     error = db.Column(db.String(500))
     job_id = db.Column(db.String(64))
+    sha256 = db.Column(db.String(64))  # of the uploaded file, computed by the ingest (approval fingerprint)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     finished_at = db.Column(UTCDateTime)
 

@@ -45,6 +45,7 @@ class SenderRevision(db.Model):
     created_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     submitted_at = db.Column(UTCDateTime)
+    submitted_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))  # four-eyes
     decided_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
     decided_at = db.Column(UTCDateTime)
     decision_note = db.Column(db.String(500))

@@ -26,7 +26,7 @@ from extensions import db
 from models import Campaign, Recipient, SenderName, SenderRevision, utcnow
 from models.campaigns import MODES
 from services import campaigns as lifecycle
-from services import segments, smpp
+from services import contributors, segments, smpp
 from services.errors import DomainError, Forbidden
 from services.numbers import mask_number
 
@@ -348,8 +348,9 @@ def _snapshot(campaign, fields=EDITED_FIELDS):
     return {f: getattr(campaign, f) for f in fields}
 
 
-def _save(campaign, changes, step, action="campaigns.edited"):
-    """Write the changed fields, advance wizard_step, commit, audit before/after of what changed."""
+def _save(campaign, changes, step, user, action="campaigns.edited"):
+    """Write the changed fields, advance wizard_step, commit, audit before/after of what changed.
+    Whoever saves a step counts among the campaign's contributors (four-eyes), in the same commit."""
     before = _snapshot(campaign)
     for key, value in changes.items():
         setattr(campaign, key, value)
@@ -359,6 +360,7 @@ def _save(campaign, changes, step, action="campaigns.edited"):
     if campaign.wizard_step == 4 and campaign.mode == "Trigger":
         campaign.wizard_step = 5
     campaign.updated_at = utcnow()
+    contributors.record(campaign, user, "edited")
     db.session.commit()
     if changed:
         audit.record(action, workspace_id=campaign.workspace_id, object_type="campaign", object_id=campaign.id,
@@ -377,6 +379,8 @@ def create_draft(workspace, membership, user, mode):
                         status="New", moderation="awaiting", wizard_step=2, message_text="",
                         auto_start=True, ignore_daily_window=False)
     db.session.add(campaign)
+    db.session.flush()
+    contributors.record(campaign, user, "created")
     db.session.commit()
     audit.record("campaigns.created", workspace_id=workspace.id, object_type="campaign", object_id=campaign.id,
                  after={"status": "New", "mode": mode, "name": campaign.name})
@@ -392,18 +396,18 @@ def save_mode(workspace, campaign_id, mode, membership, user):
         changes.update(start_at=None, spread_first_day=None, spread_last_day=None, ignore_daily_window=False)
         if campaign.wizard_step > 2:
             campaign.wizard_step = 2
-    return _save(campaign, changes, 1)
+    return _save(campaign, changes, 1, user)
 
 
 def save_parameters(workspace, campaign_id, values, membership, user):
     campaign = get_editable(workspace, campaign_id, membership, user)
     changes = validate_parameters(workspace, campaign.mode, values, current=campaign)
-    return _save(campaign, changes, 2)
+    return _save(campaign, changes, 2, user)
 
 
 def save_smpp(workspace, campaign_id, values, membership, user):
     campaign = get_editable(workspace, campaign_id, membership, user)
-    return _save(campaign, validate_smpp(values, campaign.sender_revision), 3)
+    return _save(campaign, validate_smpp(values, campaign.sender_revision), 3, user)
 
 
 def finish_recipients(workspace, campaign_id, membership, user):
@@ -411,7 +415,7 @@ def finish_recipients(workspace, campaign_id, membership, user):
     campaign = get_editable(workspace, campaign_id, membership, user)
     if campaign.mode != "Trigger" and not campaign.recipients_count and not lifecycle.uploads_running(campaign):
         raise InvalidFields({"recipients": "Upload a list of recipients before you continue."})
-    return _save(campaign, {}, 4)
+    return _save(campaign, {}, 4, user)
 
 
 def create_complete(workspace, membership, user, payload):
@@ -439,6 +443,8 @@ def create_complete(workspace, membership, user, payload):
     campaign = Campaign(workspace_id=workspace.id, author_id=user.id, mode=mode, status="New",
                         moderation="awaiting", wizard_step=5 if mode == "Trigger" else 4, **values)
     db.session.add(campaign)
+    db.session.flush()
+    contributors.record(campaign, user, "created")
     db.session.commit()
     audit.record("campaigns.created", workspace_id=workspace.id, object_type="campaign", object_id=campaign.id,
                  after={"status": "New", **_snapshot(campaign)}, note="created through the API")
@@ -475,6 +481,9 @@ def clone(workspace, campaign_id, membership, user):
             notes.append("choose a new Spread window")
     copy.wizard_step = 2 if notes else (5 if copy.mode == "Trigger" else 4)
     db.session.add(copy)
+    db.session.flush()
+    contributors.record(copy, user, "created")
+    contributors.inherit(copy, source)  # the source's text and settings were shaped by its contributors
     db.session.commit()
     audit.record("campaigns.cloned", workspace_id=workspace.id, object_type="campaign", object_id=copy.id,
                  before={"source_id": source.id}, after={"status": "New", **_snapshot(copy)},

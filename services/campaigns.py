@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 import audit
 from extensions import db
 from models import Campaign, Membership, Upload, utcnow
-from services import permissions
+from services import approval, contributors, permissions
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.moderation_rules import ensure_may_decide
 
@@ -209,7 +209,9 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
         changes["moderation"] = rule.moderation_to
     if event == "submit":
         changes["submitted_at"] = now
-        changes.update(moderated_by_id=None, moderated_at=None)
+        changes.update(moderated_by_id=None, moderated_at=None, approval_fingerprint=None, approval_basis=None)
+    if event == "approve":  # the approval binds what was approved (services/approval.py)
+        changes.update(approval.approval_values(campaign))
     if event in ("approve", "reject"):
         changes.update(moderated_by_id=actor.id, moderated_at=now, moderation_note=note)
     if event == "reject":
@@ -224,6 +226,9 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
     guard = [Campaign.id == campaign.id, Campaign.status == campaign.status,
              Campaign.moderation == campaign.moderation]
     guard.append(Campaign.archived_at.is_(None) if campaign.archived_at is None else Campaign.archived_at.isnot(None))
+    if event in ("approve", "reject"):  # the submission decided on: not one made after a reject + resubmit
+        guard.append(Campaign.submitted_at.is_(None) if campaign.submitted_at is None
+                     else Campaign.submitted_at == campaign.submitted_at)
     done = db.session.execute(update(Campaign).where(*guard).values(**changes)
                               .execution_options(synchronize_session=False)).rowcount
     if not done:
@@ -233,10 +238,14 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
             raise _already_decided(campaign)
         raise Conflict(f"Campaign #{campaign.id} changed meanwhile (it is now {campaign.status}, "
                        f"moderation {campaign.moderation}); reload and try again.", code="changed_meanwhile")
+    contributors.record_event(campaign, event, actor, values)  # four-eyes: in the change's transaction
     db.session.commit()
     db.session.refresh(campaign)
+    after = _state(campaign)
+    if event == "approve":
+        after["fingerprint"] = campaign.approval_fingerprint
     audit.record(f"campaigns.{event}", workspace_id=campaign.workspace_id, object_type="campaign",
-                 object_id=campaign.id, before=before, after=_state(campaign), note=note,
+                 object_id=campaign.id, before=before, after=after, note=note,
                  **({} if actor is not None else {"actor_email": "system", "actor_role": "system"}))
     return campaign
 
@@ -254,7 +263,7 @@ def ensure_may_act(campaign, event, membership, user):
     if rule.who == "system":
         raise Forbidden("This change is made by the system, not by a person.")
     if rule.who == "moderator":
-        ensure_may_decide(campaign.workspace, membership, user, campaign.author_id, "campaign")
+        ensure_may_decide(campaign.workspace, membership, user, contributors.of_campaign(campaign), "campaign")
         return
     if rule.who == "author":
         # Clone: anyone who may see the campaign and create campaigns; the copy is theirs.

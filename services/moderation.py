@@ -7,14 +7,15 @@ through the campaign transition table (services/campaigns.py), revisions through
 services/senders.py; both obey services/moderation_rules.py (permission + four-eyes).
 """
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from extensions import db
 from models import Campaign
-from services import campaigns, permissions, senders
+from services import campaign_drafts, campaigns, contributors, permissions, segments, senders
 from services.errors import Conflict, DomainError, NotFound
-from services.moderation_rules import ensure_may_decide, may_decide
+from services.moderation_rules import ensure_may_decide, may_decide, revision_contributors
 
 QUEUE_LIMIT = 200   # rows shown per tab; the count is always the full number
 PREVIEW_CHARS = 120
@@ -28,14 +29,27 @@ class QueueKind(Protocol):
 
     def count(self, workspace) -> int: ...
     def list(self, workspace, limit=QUEUE_LIMIT) -> list: ...
-    def author_id(self, item): ...
-    def approve(self, workspace, item_id, membership, user): ...
-    def reject(self, workspace, item_id, membership, user, note): ...
+    def contributors(self, items) -> dict: ...   # {item id: {user id: what they did}} (four-eyes)
+    def approve(self, workspace, item_id, membership, user, seen=None): ...
+    def reject(self, workspace, item_id, membership, user, note, seen=None): ...
     def serialize(self, item) -> dict: ...
 
 
 def _when(value):
     return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+
+
+def _schedule(campaign):
+    """When the campaign would send, in words (workspace time zone)."""
+    start = "" if campaign.auto_start else "; waits for a manual Start"
+    if campaign.mode == "OnTime" and campaign.start_at:
+        local = campaign.start_at.astimezone(ZoneInfo(campaign.workspace.timezone))
+        return f"at {local.strftime('%Y-%m-%d %H:%M')} ({campaign.workspace.timezone}){start}"
+    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+        return f"spread over {campaign.spread_first_day.isoformat()} to {campaign.spread_last_day.isoformat()}{start}"
+    if campaign.mode == "Trigger":
+        return f"numbers arrive through the API after the start{start}"
+    return f"right after approval{start}"
 
 
 class CampaignQueue:
@@ -54,45 +68,68 @@ class CampaignQueue:
                  .order_by(Campaign.submitted_at, Campaign.id).limit(limit))
         return list(db.session.execute(query).scalars())
 
-    def author_id(self, item):
-        return item.author_id
+    def contributors(self, items):
+        return contributors.of_campaigns(items)
 
-    def _ensure_undecided(self, workspace, campaign_id, membership, user):
+    def _ensure_undecided(self, workspace, campaign_id, membership, user, seen=None):
         """Load the campaign and refuse with "already approved by X at T" when another decision came
         first. The lifecycle's own check looks at the status before the moderation, so a late
         decision would otherwise read "Cannot approve a campaign that is Sending". The caller keeps
         the returned object alive: the session's identity map holds it weakly, and a reload inside
         the lifecycle would again see the moved-on status instead of losing at the conditional UPDATE."""
         campaign = campaigns.get_campaign(workspace, campaign_id, membership, user)
-        ensure_may_decide(workspace, membership, user, campaign.author_id, "campaign")
+        ensure_may_decide(workspace, membership, user, contributors.of_campaign(campaign), "campaign")
         if campaign.moderation in ("approved", "rejected") and campaign.moderated_at is not None:
             who = campaign.moderated_by.email if campaign.moderated_by else "another moderator"
             raise Conflict(f"Campaign #{campaign.id} was already {campaign.moderation} by {who} at "
                            f"{campaign.moderated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}.", code="already_decided")
+        if seen is not None and seen != submission(campaign):
+            # Rejected, changed and submitted again since the moderator's row was drawn: they decide
+            # only on what they saw (the lifecycle's UPDATE also guards on submitted_at).
+            raise Conflict(f"Campaign #{campaign.id} was changed and submitted again since you looked at it; "
+                           "read it again before deciding.", code="changed_since_seen")
         return campaign
 
-    def approve(self, workspace, item_id, membership, user):
-        checked = self._ensure_undecided(workspace, item_id, membership, user)  # noqa: F841 (kept alive)
+    def approve(self, workspace, item_id, membership, user, seen=None):
+        checked = self._ensure_undecided(workspace, item_id, membership, user, seen)  # noqa: F841 (kept alive)
         return campaigns.approve(workspace, item_id, membership, user)
 
-    def reject(self, workspace, item_id, membership, user, note):
-        checked = self._ensure_undecided(workspace, item_id, membership, user)  # noqa: F841 (kept alive)
+    def reject(self, workspace, item_id, membership, user, note, seen=None):
+        checked = self._ensure_undecided(workspace, item_id, membership, user, seen)  # noqa: F841 (kept alive)
         return campaigns.reject(workspace, item_id, membership, user, note)
 
     def serialize(self, item):
+        """What the moderator decides on: the text with its encoding and parts, the SADDR that will be
+        sent (and the sender revision's, when overridden), recipients, schedule, window, daily limit."""
         revision = item.sender_revision
         text = item.message_text or ""
+        info = segments.count(text)
+        smpp, defaults, overridden = campaign_drafts.effective_smpp(item)
         return {
             "kind": self.name, "id": item.id, "workspace_id": item.workspace_id, "name": item.name,
             "mode": item.mode, "status": item.status, "moderation": item.moderation,
             "author": item.author.email if item.author else None,
-            "saddr": item.saddr or (revision.saddr if revision else None),
-            "saddr_overridden": bool(revision and item.saddr and item.saddr != revision.saddr),
+            "saddr": smpp["saddr"], "saddr_overridden": "saddr" in overridden,
+            "revision_saddr": defaults["saddr"], "revision_number": revision.number if revision else None,
+            "smpp": smpp, "smpp_overridden": sorted(overridden),
             "sender_revision_id": item.sender_revision_id,
             "recipients_count": item.recipients_count,
             "message_preview": text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…",
-            "submitted_at": _when(item.submitted_at),
+            "encoding": info.encoding, "segments": info.segments, "characters": info.characters,
+            "schedule": _schedule(item), "auto_start": item.auto_start, "start_at": _when(item.start_at),
+            "window_start": item.spread_first_day.isoformat() if item.spread_first_day else None,
+            "window_end": item.spread_last_day.isoformat() if item.spread_last_day else None,
+            "sending_window": "ignored (sends around the clock)" if item.ignore_daily_window
+            else item.workspace.sending_window,
+            "ignore_daily_window": item.ignore_daily_window,
+            "daily_limit": item.daily_limit,
+            "submitted_at": _when(item.submitted_at), "submission": submission(item),
         }
+
+
+def submission(campaign):
+    """Which submission of the campaign a moderator looks at (a resubmission after a rejection is another)."""
+    return campaign.submitted_at.isoformat() if campaign.submitted_at else None
 
 
 class SenderRevisionQueue:
@@ -104,13 +141,13 @@ class SenderRevisionQueue:
     def list(self, workspace, limit=QUEUE_LIMIT):
         return senders.pending_revisions(workspace, limit=limit)
 
-    def author_id(self, item):
-        return item.created_by_id
+    def contributors(self, items):
+        return {item.id: revision_contributors(item) for item in items}
 
-    def approve(self, workspace, item_id, membership, user):
-        return senders.approve(workspace, item_id, membership, user)
+    def approve(self, workspace, item_id, membership, user, seen=None):
+        return senders.approve(workspace, item_id, membership, user)  # a revision never changes: one look
 
-    def reject(self, workspace, item_id, membership, user, note):
+    def reject(self, workspace, item_id, membership, user, note, seen=None):
         return senders.reject(workspace, item_id, membership, user, note)
 
     def serialize(self, item):
@@ -148,27 +185,26 @@ def items(workspace, kind_name, limit=QUEUE_LIMIT):
     return get_kind(kind_name).list(workspace, limit=limit)
 
 
-def can_decide(workspace, membership, user, kind_name, item):
-    """Should the page offer Approve/Reject for this item (permission and four-eyes)?"""
-    return may_decide(workspace, membership, user, get_kind(kind_name).author_id(item))
+def decision_rights(workspace, membership, user, kind_name, items):
+    """{item id: (may decide, shaped it)} for the page's rows: permission and four-eyes, one query."""
+    shaped = get_kind(kind_name).contributors(items)
+    return {item.id: (may_decide(workspace, membership, user, shaped[item.id]), user.id in shaped[item.id])
+            for item in items}
 
 
-def is_own(user, kind_name, item):
-    return get_kind(kind_name).author_id(item) == user.id
-
-
-def decide(workspace, kind_name, item_id, decision, membership, user, note=None):
+def decide(workspace, kind_name, item_id, decision, membership, user, note=None, seen=None):
     """Approve or reject one item; raises Forbidden (four-eyes), Conflict `already_decided` (lost a
-    race), NotFound (another workspace's id) or DomainError (reject without a note)."""
+    race) or `changed_since_seen` (`seen`, the row's `submission`, is no longer current), NotFound
+    (another workspace's id) or DomainError (reject without a note)."""
     kind = get_kind(kind_name)
     permissions.require("moderation.decide", membership, superadmin=user.is_superadmin)
     if decision == "approve":
-        return kind.approve(workspace, item_id, membership, user)
+        return kind.approve(workspace, item_id, membership, user, seen=seen)
     if decision == "reject":
         if not (note or "").strip():
             raise DomainError(f"Write a note saying why the {kind.noun} is rejected; the author will see it.",
                               code="note_required")
-        return kind.reject(workspace, item_id, membership, user, note.strip())
+        return kind.reject(workspace, item_id, membership, user, note.strip(), seen=seen)
     raise NotFound(f"Unknown decision {decision!r}; use approve or reject.")
 
 

@@ -12,6 +12,7 @@ resumes without losing or re-counting a line. Stop-listed numbers are counted an
 (dispatch re-checks the stop-list anyway). Neither the web process nor the worker ever holds the
 whole file or its list of numbers.
 """
+import hashlib
 import logging
 import os
 import re
@@ -276,6 +277,8 @@ def ingest(upload_id, on_progress=None):
         db.session.commit()
     try:
         layout = read_head(upload.spool_path)
+        if upload.sha256 is None:
+            store_sha256(upload)
         if upload.bytes_done > upload.bytes_total:
             raise IngestFailed("The upload's progress is past the end of its file.")
         key, probe = hash_key(), Probe()
@@ -309,6 +312,20 @@ def ingest(upload_id, on_progress=None):
     except FileNotFoundError:
         return _fail(upload, "The uploaded file is gone from the spool directory; upload it again.")
     return _finish(upload)
+
+
+def store_sha256(upload):
+    """The file's SHA-256, part of the approval fingerprint's recipient set (services/approval.py).
+    Read once before the first chunk from the spool, which never changes: a worker killed meanwhile
+    computes the same digest again."""
+    digest = hashlib.sha256()
+    with open(upload.spool_path, "rb") as fh:
+        for block in iter(lambda: fh.read(COPY_CHUNK_BYTES), b""):
+            digest.update(block)
+    db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.sha256.is_(None))
+                       .values(sha256=digest.hexdigest()).execution_options(synchronize_session=False))
+    db.session.commit()
+    db.session.refresh(upload)
 
 
 def _read_chunk_at(path, where, layout, limit):

@@ -14,7 +14,7 @@ from extensions import db
 from models import SenderName, SenderRevision, utcnow
 from services import permissions, smpp
 from services.errors import Conflict, DomainError, Forbidden, NotFound
-from services.moderation_rules import ensure_may_decide
+from services.moderation_rules import ensure_may_decide, revision_contributors
 
 OPEN_STATES = ("draft", "pending")
 LABEL_MAX = 80
@@ -150,7 +150,8 @@ def propose(workspace, membership, user, *, label, saddr, ton=None, npi=None, co
     sender = SenderName(workspace_id=workspace.id, label=label, created_by_id=user.id, created_at=now)
     revision = SenderRevision(sender=sender, workspace_id=workspace.id, number=1, saddr=saddr, ton=ton, npi=npi,
                               comment=comment, state="draft" if draft else "pending", created_by_id=user.id,
-                              created_at=now, submitted_at=None if draft else now)
+                              created_at=now, submitted_at=None if draft else now,
+                              submitted_by_id=None if draft else user.id)
     db.session.add_all([sender, revision])
     db.session.commit()
     audit.record("senders.proposed", workspace_id=workspace.id, object_type="sender_revision",
@@ -182,7 +183,8 @@ def propose_revision(workspace, sender_id, membership, user, *, saddr, ton=None,
                                  .where(SenderRevision.sender_id == sender.id)).scalar() or 0) + 1
     revision = SenderRevision(sender_id=sender.id, workspace_id=workspace.id, number=number, saddr=saddr, ton=ton,
                               npi=npi, comment=comment, state="draft" if draft else "pending",
-                              created_by_id=user.id, created_at=now, submitted_at=None if draft else now)
+                              created_by_id=user.id, created_at=now, submitted_at=None if draft else now,
+                              submitted_by_id=None if draft else user.id)
     db.session.add(revision)
     try:
         db.session.commit()
@@ -224,7 +226,8 @@ def submit_draft(workspace, revision_id, membership, user):
     if not _may_manage_open(revision, membership, user):
         raise Forbidden("Only the person who wrote this draft (or an admin) can submit it.")
     before = snapshot(revision)
-    if not _conditional_state_change(revision, ("draft",), {"state": "pending", "submitted_at": utcnow()}):
+    submitted = {"state": "pending", "submitted_at": utcnow(), "submitted_by_id": user.id}  # four-eyes
+    if not _conditional_state_change(revision, ("draft",), submitted):
         raise Conflict(f"Revision #{revision.number} is {revision.state}, not a draft; nothing was submitted.",
                        code="not_draft")
     audit.record("senders.revision_submitted", workspace_id=workspace.id, object_type="sender_revision",
@@ -260,7 +263,7 @@ def _already_decided(revision):
 
 def _decide(workspace, revision_id, membership, user, decision, note=None):
     revision = get_revision(workspace, revision_id)
-    ensure_may_decide(workspace, membership, user, revision.created_by_id, "sender revision")
+    ensure_may_decide(workspace, membership, user, revision_contributors(revision), "sender revision")
     note = (note or "").strip()
     if decision == "rejected" and not note:
         raise DomainError("Write a note saying why the sender revision is rejected; the author will see it.",

@@ -121,3 +121,55 @@ def test_0011_token_lifetime_upgrades_and_downgrades_with_tokens_in_the_table(ap
         assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "token_revoked"
     finally:
         upgrade()
+
+
+def test_0009_contributors_and_fingerprints_upgrade_and_downgrade_with_data(app):
+    """0009 fills the contributors from what the tables know (authors, uploaders), marks campaigns
+    approved before fingerprints, remembers who submitted each revision; downgrade keeps the rows."""
+    from models import Upload
+    from tests.campaign_factories import make_campaign, make_sender
+    from tests.factories import make_user, make_workspace
+
+    ws = make_workspace("fours")
+    author = make_user("author@fours.test", workspace=ws, role="author")
+    admin = make_user("admin@fours.test", workspace=ws, role="admin")
+    revision = make_sender(ws, "FOURS", created_by=admin)
+    approved = make_campaign(ws, author, sender=revision, status="Sending", moderation="approved")
+    draft = make_campaign(ws, author, sender=revision)
+    db.session.add(Upload(workspace_id=ws.id, campaign_id=draft.id, created_by_id=admin.id, source="api",
+                          spool_path="/nonexistent", state="done"))
+    db.session.commit()
+    ids = {"approved": approved.id, "draft": draft.id, "author": author.id, "admin": admin.id,
+           "revision": revision.id}
+    db.session.remove()
+    before = ScriptDirectory.from_config(_alembic_config()).get_revision("0009").down_revision
+    try:
+        downgrade(revision=before)
+        columns = {c["name"] for c in inspect(db.engine).get_columns("campaigns")}
+        assert "approval_fingerprint" not in columns and "campaign_contributors" not in inspect(db.engine).get_table_names()
+        assert db.session.execute(text("SELECT count(*) FROM campaigns")).scalar() == 2
+        db.session.remove()
+
+        upgrade(revision="0009")
+        rows = set(db.session.execute(text("SELECT campaign_id, user_id, role, action FROM campaign_contributors")))
+        assert rows == {(ids["approved"], ids["author"], "author", "created"),
+                        (ids["draft"], ids["author"], "author", "created"),
+                        (ids["draft"], ids["admin"], "admin", "uploaded")}
+        marks = dict(db.session.execute(text("SELECT id, approval_fingerprint FROM campaigns")).all())
+        assert marks == {ids["approved"]: "pre-0009", ids["draft"]: None}
+        assert db.session.execute(text("SELECT submitted_by_id FROM sender_revisions WHERE id = :r"),
+                                  {"r": ids["revision"]}).scalar() == ids["admin"]
+        assert "sha256" in {c["name"] for c in inspect(db.engine).get_columns("uploads")}
+        # The expression index of 0005 survives (no batch copy of campaigns).
+        if db.engine.dialect.name == "sqlite":
+            assert db.session.execute(text("SELECT name FROM sqlite_master WHERE name = 'ix_campaigns_ws_start'")
+                                      ).scalar() == "ix_campaigns_ws_start"
+        db.session.remove()
+
+        downgrade(revision=before)
+        assert "campaign_contributors" not in inspect(db.engine).get_table_names()
+        assert "submitted_by_id" not in {c["name"] for c in inspect(db.engine).get_columns("sender_revisions")}
+        assert db.session.execute(text("SELECT count(*) FROM uploads")).scalar() == 1
+        db.session.remove()
+    finally:
+        upgrade()

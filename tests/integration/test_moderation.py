@@ -188,11 +188,11 @@ def test_four_eyes_hides_the_buttons_for_ones_own_item_and_refuses_the_post(brow
     mod = browser("mod@acme.test")
     body = page(mod.get("/w/acme/moderation?tab=senders"))
     assert f'data-id="{own.id}"' in body
-    assert "Your own — four-eyes: another moderator decides." in body
+    assert "You shaped this — four-eyes: another moderator decides." in body
     assert f"/sender-revisions/{own.id}/approve" not in body
 
     body = page(mod.post(f"/w/acme/moderation/sender-revisions/{own.id}/approve", follow_redirects=True))
-    assert "Four-eyes rule: you cannot approve or reject your own sender revision" in body
+    assert "Four-eyes rule: you proposed this sender revision, so you can neither approve nor reject it" in body
     assert fresh(SenderRevision, own.id).state == "pending"
     # Another moderator sees the buttons.
     other = page(browser("mod2@acme.test").get("/w/acme/moderation?tab=senders"))
@@ -381,7 +381,7 @@ def test_api_decisions_follow_the_same_rules(browser, acme, audit_events):
 
     own = propose(acme, "mod@acme.test", label="Mine", saddr="MINE")
     response = api.post(f"/api/v1/moderation/sender_revision/{own.id}/approve", headers=mod)
-    assert (response.status_code, response.get_json()["error"]["code"]) == (403, "forbidden")
+    assert (response.status_code, response.get_json()["error"]["code"]) == (403, "four_eyes")
     response = api.post(f"/api/v1/moderation/sender_revision/{own.id}/reject", headers=mod2,
                         json={"note": "Not a brand we know."})
     assert response.status_code == 200 and response.get_json()["note"] == "Not a brand we know."
