@@ -56,7 +56,8 @@ def get_upload(upload_id):
         errors = max(0, min(int(request.args.get("errors", 20)), 1000))
     except ValueError:
         return api_error(400, "invalid_errors", "errors must be a whole number between 0 and 1000.")
-    return jsonify(recipients.upload_status(upload, errors_limit=errors))
+    may_view_full = permissions.allowed("numbers.view_full", g.membership, superadmin=g.api_user.is_superadmin)
+    return jsonify(recipients.upload_status(upload, errors_limit=errors, may_view_full=may_view_full))
 
 
 @bp.get("/campaigns/<int:campaign_id>/recipients")
