@@ -47,9 +47,9 @@ CONTEXT = b"ctn-hash:"
 ANONYMISED_CONTEXT = b"anonymised:"
 MARK, TAIL = "*", 3            # services/gdpr.py: the anonymised token's mark and kept digits
 
-RECIPIENTS = sa.text(
-    "SELECT r.id, r.number, r.ctn_hash, c.workspace_id FROM recipients r JOIN campaigns c ON c.id = r.campaign_id "
-    "WHERE r.id > :last ORDER BY r.id LIMIT :n")
+# The batch reads walk the primary key only (a join to campaigns here let SQLite scan every
+# campaign's rows per batch); a campaign's workspace comes from a small per-run lookup.
+RECIPIENTS = sa.text("SELECT id, number, ctn_hash, campaign_id FROM recipients WHERE id > :last ORDER BY id LIMIT :n")
 STOP_LIST = sa.text("SELECT id, number, NULL, workspace_id FROM stop_list WHERE id > :last ORDER BY id LIMIT :n")
 
 
@@ -73,28 +73,49 @@ def _anonymised_token(number, digest):
     return f"{head}{MARK}{number[-TAIL:]}"
 
 
-def _walk(bind, select, table, new_values):
-    """Keyset batches of (id, number, old hash, workspace id); `new_values(row)` -> (hash, number)."""
+def _workspace_of_campaign(bind):
+    workspaces = {}
+
+    def workspace(campaign_id):
+        if campaign_id not in workspaces:
+            workspaces[campaign_id] = bind.execute(sa.text("SELECT workspace_id FROM campaigns WHERE id = :c"),
+                                                   {"c": campaign_id}).scalar()
+        return workspaces[campaign_id]
+
+    return workspace
+
+
+def _walk(bind, select, table, new_values, owner=None):
+    """Keyset batches of (id, number, old hash, workspace id); `new_values(row)` -> (hash, new number
+    or None).
+    `owner` maps the fourth column to the workspace id (recipients: from the campaign id)."""
     last = 0
     while True:
         rows = bind.execute(select, {"last": last, "n": BATCH}).all()
         if not rows:
             return
-        _update(bind, table, [(row[0], *new_values(row)) for row in rows])
+        if owner is not None:
+            rows = [(i, number, old, owner(campaign_id)) for i, number, old, campaign_id in rows]
+        # A recipient whose campaign is gone (none should be: a trigger deletes them together) is skipped.
+        _update(bind, table, [(row[0], *new_values(row)) for row in rows if row[3] is not None])
         last = rows[-1][0]
 
 
 def _update(bind, table, changes):
-    """Write (id, hash, number) triples: one statement per batch on PostgreSQL, executemany on SQLite."""
+    """Write (id, hash, number-or-None) triples: one statement per batch on PostgreSQL, executemany
+    on SQLite. `number` is written only where it changes (anonymised rows), so the unique index
+    on it is left alone for every other row."""
+    renamed = [{"id": c[0], "n": c[2]} for c in changes if c[2] is not None]
     if bind.dialect.name == "postgresql":
         bind.execute(sa.text(
-            f"UPDATE {table} AS t SET ctn_hash = v.h, number = v.n "  # noqa: S608 (fixed table names)
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:hs AS text[]), CAST(:ns AS text[])) AS v(id, h, n) "
-            "WHERE t.id = v.id"),
-            {"ids": [c[0] for c in changes], "hs": [c[1] for c in changes], "ns": [c[2] for c in changes]})
-    else:
-        bind.execute(sa.text(f"UPDATE {table} SET ctn_hash = :h, number = :n WHERE id = :id"),  # noqa: S608
-                     [{"id": c[0], "h": c[1], "n": c[2]} for c in changes])
+            f"UPDATE {table} AS t SET ctn_hash = v.h "  # noqa: S608 (fixed table names)
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:hs AS text[])) AS v(id, h) WHERE t.id = v.id"),
+            {"ids": [c[0] for c in changes], "hs": [c[1] for c in changes]})
+    else:  # the driver's executemany: SQLAlchemy's per-row parameter handling cost more than SQLite
+        bind.exec_driver_sql(f"UPDATE {table} SET ctn_hash = ? WHERE id = ?",  # noqa: S608
+                             [(c[1], c[0]) for c in changes])
+    if renamed:
+        bind.execute(sa.text(f"UPDATE {table} SET number = :n WHERE id = :id"), renamed)  # noqa: S608
 
 
 def upgrade():
@@ -106,9 +127,9 @@ def upgrade():
         if MARK in number:  # anonymised: re-key the old digest, rebuild the token from it
             digest = hmac.digest(key(workspace_id), ANONYMISED_CONTEXT + bytes.fromhex(old), "sha256")
             return digest.hex(), _anonymised_token(number, digest)
-        return hmac.digest(key(workspace_id), number.encode("ascii"), "sha256").hex(), number
+        return hmac.digest(key(workspace_id), number.encode("ascii"), "sha256").hex(), None
 
-    _walk(bind, RECIPIENTS, "recipients", rehash)
+    _walk(bind, RECIPIENTS, "recipients", rehash, owner=_workspace_of_campaign(bind))
     _walk(bind, STOP_LIST, "stop_list", rehash)
 
 
@@ -119,8 +140,8 @@ def downgrade():
     def rehash(row):
         _, number, old, _ = row
         if MARK in number:
-            return old, number
-        return hmac.digest(installation, number.encode("ascii"), "sha256").hex(), number
+            return old, None
+        return hmac.digest(installation, number.encode("ascii"), "sha256").hex(), None
 
-    _walk(bind, RECIPIENTS, "recipients", rehash)
+    _walk(bind, RECIPIENTS, "recipients", rehash, owner=_workspace_of_campaign(bind))
     _walk(bind, STOP_LIST, "stop_list", rehash)
