@@ -138,7 +138,8 @@ class SearchRefused(DomainError):
 
 
 HASH_ONLY_MESSAGE = ("Search by hash: enter the start of a ctn_hash (at least 6 characters; at least 16 when "
-                     "it has only digits). Searching or viewing phone numbers needs the 'view numbers' right.")
+                     "it has only digits). Searching or viewing phone numbers needs the 'view numbers' right "
+                     "(“May see full phone numbers” on the Members page, given by a workspace admin).")
 BAD_SEARCH_MESSAGE = "Search by a full phone number or by a hash (at least 6 characters)."
 
 

@@ -128,3 +128,35 @@ def test_ingest_fast_path_agrees_with_normalise_number(app, tmp_path, cell):
         expected = None
     got = chunk.numbers[0].decode() if chunk.numbers else None
     assert got == expected
+
+
+@pytest.mark.parametrize("query, viewer, expected", [
+    ("", False, None), ("   ", True, None),
+    ("ABCDEF12", False, ("hash", "abcdef12")), (" abcdef ", False, ("hash", "abcdef")),
+    ("1234567890123456", False, ("hash", "1234567890123456")),   # digits only, longer than any number
+    ("+49 170 1234567", True, ("number", "491701234567")), ("491701234567", True, ("number", "491701234567")),
+    ("1234567890123456", True, ("hash", "1234567890123456")), ("abcdef", True, ("hash", "abcdef")),
+])
+def test_parse_search_accepts(query, viewer, expected):
+    from services.numbers import parse_search
+
+    assert parse_search(query, viewer) == expected
+
+
+@pytest.mark.parametrize("query", ["491701234567", "+49 170 1234567", "123456", "4917", "abcde", "a" * 65,
+                                   "٤٩١٧٠١٢٣٤٥٦٧", "abc\x00def", "12ab", "0x1234567"])
+def test_parse_search_without_the_right_refuses_everything_but_a_hash_prefix_alike(query):
+    from services.numbers import HASH_ONLY_MESSAGE, SearchRefused, parse_search
+
+    with pytest.raises(SearchRefused) as refused:
+        parse_search(query, False)
+    assert refused.value.message == HASH_ONLY_MESSAGE and refused.value.code == "hash_search_only"
+
+
+@pytest.mark.parametrize("query", ["12ab", "abcde", "a" * 65, "abc\x00def", "٤٩١٧٠١٢٣٤٥٦٧"])
+def test_parse_search_with_the_right_names_a_bad_search(query):
+    from services.errors import DomainError
+    from services.numbers import parse_search
+
+    with pytest.raises(DomainError, match="full phone number or by a hash"):
+        parse_search(query, True)
