@@ -119,6 +119,9 @@ def load_config(overrides=None, env=None):
         if cfg["MC_PRODUCTION"]:
             raise ConfigError("SECRET_KEY must be set in production mode (MC_PRODUCTION=1).")
         cfg["SECRET_KEY"] = _dev_secret(data_dir)
+    if not cfg["CTN_HASH_KEY"]:
+        # ctn_hash keys (one per workspace) are derived from this; see services/numbers.py.
+        cfg["CTN_HASH_KEY"] = cfg["SECRET_KEY"]
     return cfg
 
 

@@ -225,7 +225,7 @@ def make_campaign(n):
     db.session.add(campaign)
     db.session.commit()
     for start in range(0, n, 50_000):
-        rows = [{"c": campaign.id, "n": f"4917{i:08d}", "h": ctn_hash(f"4917{i:08d}")}
+        rows = [{"c": campaign.id, "n": f"4917{i:08d}", "h": ctn_hash(f"4917{i:08d}", ws.id)}
                 for i in range(start, min(start + 50_000, n))]
         db.session.execute(text("INSERT INTO recipients (campaign_id, number, ctn_hash, state) "
                                 "VALUES (:c, :n, :h, 'queued')"), rows)

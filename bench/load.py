@@ -243,7 +243,8 @@ def seed(args):
     done_ids = [row[0] for row in db.session.execute(text("SELECT id FROM campaigns WHERE workspace_id = :w"),
                                                      {"w": ws.id})]
     for cid in done_ids[:20]:  # detail pages with a real recipients tab
-        rows = [{"c": cid, "n": f"4916{cid:04d}{j:05d}", "h": ctn_hash(f"4916{cid:04d}{j:05d}")} for j in range(500)]
+        rows = [{"c": cid, "n": f"4916{cid:04d}{j:05d}", "h": ctn_hash(f"4916{cid:04d}{j:05d}", ws.id)}
+                for j in range(500)]
         db.session.execute(text("INSERT INTO recipients (campaign_id, number, ctn_hash, state) "
                                 "VALUES (:c, :n, :h, 'delivered')"), rows)
     draft = Campaign(workspace_id=ws.id, author_id=owner.id, name="Ingest 1M", mode="OnDemand", status="New",
@@ -257,7 +258,7 @@ def seed(args):
     db.session.add_all([draft, sending])
     db.session.commit()
     for start in range(0, args.dispatch_recipients, 50_000):
-        rows = [{"c": sending.id, "n": f"4917{i:08d}", "h": ctn_hash(f"4917{i:08d}")}
+        rows = [{"c": sending.id, "n": f"4917{i:08d}", "h": ctn_hash(f"4917{i:08d}", ws.id)}
                 for i in range(start, min(start + 50_000, args.dispatch_recipients))]
         db.session.execute(text("INSERT INTO recipients (campaign_id, number, ctn_hash, state) "
                                 "VALUES (:c, :n, :h, 'queued')"), rows)

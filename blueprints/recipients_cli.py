@@ -62,7 +62,7 @@ def import_recipients(campaign_id, enqueue, path):
         upload = recipients.ingest(upload.id, on_progress=show)
         show(recipients.upload_status(upload, errors_limit=0))
     click.echo("")
-    status = recipients.upload_status(upload, errors_limit=10)
+    status = recipients.upload_status(upload, errors_limit=10, may_view_full=True)  # an operator on the server
     for error in status["errors"]:
         click.echo(f"  line {error['line'] if error['line'] is not None else '-'}: {error['reason']}"
                    + (f"  [{error['text']}]" if error["text"] else ""))

@@ -41,8 +41,13 @@ def _page(add_form=None, import_form=None):
         after = int(request.args.get("after")) if request.args.get("after") else None
     except ValueError:
         after = None
-    entries, next_cursor = stoplist.entries(g.workspace, after_id=after, search=request.args.get("q"))
     full = can("numbers.view_full")
+    try:
+        entries, next_cursor = stoplist.entries(g.workspace, after_id=after, search=request.args.get("q"),
+                                                may_view_full=full)
+    except DomainError as exc:
+        flash_error(exc)
+        entries, next_cursor = [], None
     rows = [(e, display_number(e.number, full)) for e in entries]
     return render_template("stoplist/index.html", rows=rows, next_cursor=next_cursor, total=stoplist.count(g.workspace),
                            add_form=add_form or StopListAddForm(), import_form=import_form or StopListImportForm(),

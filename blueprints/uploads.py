@@ -14,7 +14,7 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import ValidationError
 
-from blueprints.access import workspace_route
+from blueprints.access import can, workspace_route
 from extensions import csrf
 from services import campaigns, recipients
 from services.errors import DomainError, Forbidden
@@ -106,6 +106,6 @@ def status(upload_id):
         upload = recipients.get_upload(g.workspace, upload_id, g.membership, current_user)
     except DomainError as exc:
         return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
-    response = jsonify(recipients.upload_status(upload))
+    response = jsonify(recipients.upload_status(upload, may_view_full=can("numbers.view_full")))
     response.headers["Cache-Control"] = "no-store"
     return response

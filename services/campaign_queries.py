@@ -5,7 +5,6 @@ counters are columns, never COUNT(*) over recipients). Pagination is a bounded o
 of PAGE_SIZE up to MAX_PAGES — walking an index on (workspace_id, sort key, id), so a page costs
 the same at 100k campaigns; past the bound the page asks for a narrower filter.
 """
-import importlib
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -15,9 +14,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import contains_eager, joinedload
 
 from extensions import db
-from models import Campaign, JobError, MessageError, Recipient, SenderRevision, User
+from models import Campaign, JobError, MessageError, SenderRevision, User
 from models.campaigns import MODES, STATUSES
-from services import permissions
+from services import permissions, recipients
 from services.errors import DomainError
 
 PAGE_SIZE = 50
@@ -143,25 +142,6 @@ def list_campaigns(workspace, membership, user, filters, page_size=None):
 
 # --- detail tabs -------------------------------------------------------------------------
 
-def _recipients_module():
-    try:
-        return importlib.import_module("services.recipients")
-    except ImportError:
-        return None
-
-
-@dataclass
-class RecipientRowView:
-    id: int
-    number: str
-    masked: bool
-    ctn_hash: str
-    hash_prefix: str
-    state: str
-    spread_day: date = None
-    smpp_status: str = None
-
-
 @dataclass
 class RecipientPageView:
     rows: list
@@ -170,31 +150,15 @@ class RecipientPageView:
 
 
 def recipients_page(campaign, after_id=None, limit=50, *, may_view_full=False, search=None):
-    """A page of the Recipients tab: from services.recipients (the pipeline's owner) when present,
-    otherwise a keyset page by id here. Rows carry the displayed (masked or full) number."""
-    module = _recipients_module()
-    if module is not None and hasattr(module, "list_recipients"):
-        return module.list_recipients(campaign, after_id=after_id, limit=limit, may_view_full=may_view_full,
+    """A page of the Recipients tab (services.recipients owns the listing and the search rule).
+    Rows carry the displayed (masked or full) number."""
+    return recipients.list_recipients(campaign, after_id=after_id, limit=limit, may_view_full=may_view_full,
                                       search=search or None)
-    from services.numbers import display_number
-
-    query = select(Recipient).where(Recipient.campaign_id == campaign.id)
-    if after_id:
-        query = query.where(Recipient.id > int(after_id))
-    found = list(db.session.execute(query.order_by(Recipient.id).limit(limit + 1)).scalars())
-    rows = [RecipientRowView(r.id, display_number(r.number, may_view_full), not may_view_full, r.ctn_hash,
-                             r.ctn_hash[:12], r.state, r.spread_day, r.smpp_status) for r in found[:limit]]
-    return RecipientPageView(rows=rows, next_cursor=found[limit - 1].id if len(found) > limit else None,
-                             total=campaign.recipients_count)
 
 
-def job_errors(campaign, limit=100):
-    module = _recipients_module()
-    if module is not None and hasattr(module, "job_errors"):
-        return list(module.job_errors(campaign, limit=limit))
-    return list(db.session.execute(select(JobError).where(JobError.campaign_id == campaign.id)
-                                   .order_by(JobError.line_no.is_(None), JobError.line_no, JobError.id)
-                                   .limit(limit)).scalars())
+def job_errors(campaign, limit=100, *, may_view_full=False):
+    """The Job errors tab: rows with the raw line masked unless the viewer may see full numbers."""
+    return recipients.job_errors(campaign, limit=limit, may_view_full=may_view_full)
 
 
 def detail_load_options():

@@ -29,7 +29,7 @@ from models.campaigns import JobError
 from models.recipients import Recipient, Upload
 from services import campaigns as campaign_rules
 from services.errors import DomainError
-from services.numbers import BadNumber, display_number, hash_key, mask_number, normalise_number
+from services.numbers import display_number, display_text, hash_key, mask_number, parse_search
 from services.recipient_files import IngestFailed, read_chunk, read_head
 from services.recipient_store import Probe, store_numbers
 
@@ -188,8 +188,11 @@ def get_upload(workspace, upload_id, membership, user):
     return upload
 
 
-def upload_status(upload, errors_limit=20):
-    """The JSON shape shared by the page's progress bar and GET /api/v1/uploads/<id>."""
+def upload_status(upload, errors_limit=20, *, may_view_full=False):
+    """The JSON shape shared by the page's progress bar and GET /api/v1/uploads/<id>.
+
+    The job errors' text (the raw line) is masked (`numbers.mask_text`) unless `may_view_full`.
+    """
     total = upload.bytes_total or 0
     percent = 100 if upload.state == "done" else (int(upload.bytes_done * 100 / total) if total else 0)
     errors = db.session.execute(
@@ -201,14 +204,15 @@ def upload_status(upload, errors_limit=20):
         "rejected": upload.rejected, "stop_listed": upload.stop_listed, "percent": min(percent, 100),
         "error": upload.error, "created_at": upload.created_at.isoformat() if upload.created_at else None,
         "finished_at": upload.finished_at.isoformat() if upload.finished_at else None,
-        "errors": [{"line": e.line_no, "reason": e.reason, "text": e.raw} for e in errors],
+        "errors": [{"line": r.line_no, "reason": r.reason, "text": r.raw}
+                   for r in (job_error_row(e, may_view_full) for e in errors)],
     }
 
 
-def widget_upload(campaign):
+def widget_upload(campaign, *, may_view_full=False):
     """What wizard step 4 passes to `upload_widget`: the latest upload's status dict, or None."""
     upload = latest_upload(campaign)
-    return upload_status(upload, errors_limit=50) if upload is not None else None
+    return upload_status(upload, errors_limit=50, may_view_full=may_view_full) if upload is not None else None
 
 
 def latest_upload(campaign):
@@ -281,7 +285,7 @@ def ingest(upload_id, on_progress=None):
             store_sha256(upload)
         if upload.bytes_done > upload.bytes_total:
             raise IngestFailed("The upload's progress is past the end of its file.")
-        key, probe = hash_key(), Probe()
+        key, probe = hash_key(upload.workspace_id), Probe()   # the workspace's key, once per run
         limit, keep = chunk_lines(), errors_stored()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-read-ahead") as reader:
             ahead = None  # (where, future): the next chunk, read while this one is stored
@@ -430,20 +434,16 @@ class RecipientPage:
     total: int = 0       # from the campaign counter, never COUNT(*)
 
 
-def _search_clause(campaign, search):
-    """Full number (normalised, exact via the unique index) or a ctn_hash (prefix, ≥ 6 hex chars)."""
-    q = (search or "").strip().lower()
-    if not q:
+def _search_clause(search, may_view_full):
+    """`numbers.parse_search`: a full number (exact, via the unique index) only for those who may
+    see numbers, else a ctn_hash prefix (a range on the hash); a refusal comes before any query."""
+    found = parse_search(search, may_view_full)
+    if found is None:
         return None
-    if re.fullmatch(r"[0-9a-f]{6,64}", q) and not q.isdigit():
-        return (Recipient.ctn_hash >= q, Recipient.ctn_hash < q + "g")
-    try:
-        return (Recipient.number == normalise_number(q),)
-    except BadNumber:
-        if re.fullmatch(r"[0-9a-f]{6,64}", q):
-            return (Recipient.ctn_hash >= q, Recipient.ctn_hash < q + "g")
-        raise DomainError("Search by a full phone number or by a hash (at least 6 characters).",
-                          code="bad_search")
+    kind, value = found
+    if kind == "number":
+        return (Recipient.number == value,)
+    return (Recipient.ctn_hash >= value, Recipient.ctn_hash < value + "g")
 
 
 def list_recipients(campaign, after_id=None, limit=50, *, may_view_full=False, search=None):
@@ -454,7 +454,7 @@ def list_recipients(campaign, after_id=None, limit=50, *, may_view_full=False, s
     """
     limit = max(1, min(int(limit or 50), 500))
     query = db.select(Recipient).where(Recipient.campaign_id == campaign.id)
-    clause = _search_clause(campaign, search)
+    clause = _search_clause(search, may_view_full)
     if clause is not None:
         query = query.where(*clause)
     if after_id:
@@ -475,12 +475,31 @@ def list_recipients(campaign, after_id=None, limit=50, *, may_view_full=False, s
     return RecipientPage(rows=rows, next_cursor=found[-1].id if more else None, total=campaign.recipients_count)
 
 
-def job_errors(campaign, limit=100, after_id=None):
-    """The campaign's Job errors (ingest line errors and build failures), oldest first."""
+@dataclass
+class JobErrorRow:
+    """A job error as shown (page, upload status, API): `raw` masked unless the viewer may see numbers."""
+    id: int
+    upload_id: int
+    line_no: int
+    reason: str
+    raw: str
+    created_at: object
+
+
+def job_error_row(error, may_view_full=False):
+    return JobErrorRow(id=error.id, upload_id=error.upload_id, line_no=error.line_no,
+                       reason=display_text(error.reason, may_view_full), raw=display_text(error.raw, may_view_full),
+                       created_at=error.created_at)
+
+
+def job_errors(campaign, limit=100, after_id=None, *, may_view_full=False):
+    """The campaign's Job errors (ingest line errors and build failures), oldest first, as
+    JobErrorRow: the raw line text masked (`numbers.mask_text`) unless `may_view_full`."""
     query = db.select(JobError).filter_by(campaign_id=campaign.id)
     if after_id:
         query = query.where(JobError.id > int(after_id))
-    return list(db.session.execute(query.order_by(JobError.id).limit(max(1, min(int(limit), 1000)))).scalars())
+    found = db.session.execute(query.order_by(JobError.id).limit(max(1, min(int(limit), 1000)))).scalars()
+    return [job_error_row(e, may_view_full) for e in found]
 
 
 def recipient_json(row):

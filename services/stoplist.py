@@ -12,7 +12,7 @@ import audit
 from extensions import db
 from models.recipients import StopListEntry
 from services.errors import DomainError, NotFound
-from services.numbers import BadNumber, ctn_hash, hash_key, mask_number, normalise_number
+from services.numbers import BadNumber, ctn_hash, ctn_hasher, hash_key, mask_number, normalise_number, parse_search
 
 IMPORT_BATCH = 5_000
 
@@ -29,7 +29,7 @@ def _normalise(raw):
 
 def add(workspace, raw_number, reason=""):
     number = _normalise(raw_number)
-    entry = StopListEntry(workspace_id=workspace.id, number=number, ctn_hash=ctn_hash(number),
+    entry = StopListEntry(workspace_id=workspace.id, number=number, ctn_hash=ctn_hash(number, workspace.id),
                           reason=(reason or "").strip()[:200])
     db.session.add(entry)
     try:
@@ -58,7 +58,7 @@ def import_lines(workspace, lines, reason="import"):
 
     Works in batches so an opt-out file of any length never sits in memory.
     """
-    key = hash_key()
+    hash_number = ctn_hasher(hash_key(workspace.id))   # the workspace's key, derived once
     added = already = bad = 0
     batch = []
 
@@ -72,7 +72,8 @@ def import_lines(workspace, lines, reason="import"):
         already += len(batch) - len(fresh)
         if fresh:
             db.session.execute(db.insert(StopListEntry), [
-                {"workspace_id": workspace.id, "number": n, "ctn_hash": ctn_hash(n, key), "reason": reason[:200]}
+                {"workspace_id": workspace.id, "number": n, "ctn_hash": hash_number(n.encode("ascii")).decode("ascii"),
+                 "reason": reason[:200]}
                 for n in fresh])
         db.session.commit()
         added += len(fresh)
@@ -102,15 +103,20 @@ def import_lines(workspace, lines, reason="import"):
     return added, already, bad
 
 
-def entries(workspace, after_id=None, limit=100, search=None):
-    """A page of the stop-list, newest first (keyset on id)."""
+def entries(workspace, after_id=None, limit=100, search=None, *, may_view_full=False):
+    """A page of the stop-list, newest first (keyset on id).
+
+    `search` follows `numbers.parse_search`: without the right to view full numbers only a hash
+    prefix is accepted (a number is refused before any lookup: SearchRefused).
+    """
     query = db.select(StopListEntry).filter_by(workspace_id=workspace.id)
-    q = (search or "").strip()
-    if q:
-        try:
-            query = query.filter_by(number=normalise_number(q))
-        except BadNumber:
-            query = query.where(StopListEntry.ctn_hash.startswith(q.lower()))
+    found = parse_search(search, may_view_full)
+    if found is not None:
+        kind, value = found
+        if kind == "number":
+            query = query.filter_by(number=value)
+        else:
+            query = query.where(StopListEntry.ctn_hash >= value, StopListEntry.ctn_hash < value + "g")
     if after_id:
         query = query.where(StopListEntry.id < int(after_id))
     found = list(db.session.execute(query.order_by(StopListEntry.id.desc()).limit(limit + 1)).scalars())

@@ -40,7 +40,7 @@ def push_numbers(campaign, raw_numbers):
     if fresh:
         # Recipients have no foreign key (migration 0007): hold the campaign row while adding.
         db.session.execute(select(Campaign.id).filter_by(id=campaign.id).with_for_update(key_share=True))
-        inserted = set(db.session.scalars(_insert_ignore(campaign.id, fresh)))
+        inserted = set(db.session.scalars(_insert_ignore(campaign.id, campaign.workspace_id, fresh)))
     duplicates = [wanted[n] for n in fresh if n not in inserted]
     if inserted:
         db.session.execute(update(Campaign).where(Campaign.id == campaign.id).values(
@@ -58,12 +58,13 @@ def push_numbers(campaign, raw_numbers):
     return result
 
 
-def _insert_ignore(campaign_id, fresh):
+def _insert_ignore(campaign_id, workspace_id, fresh):
     if db.engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    rows = [{"campaign_id": campaign_id, "number": n, "ctn_hash": numbering.ctn_hash(n), "state": "queued"}
-            for n in fresh]
+    hash_number = numbering.ctn_hasher(numbering.hash_key(workspace_id))   # the workspace's key, once per call
+    rows = [{"campaign_id": campaign_id, "number": n, "ctn_hash": hash_number(n.encode("ascii")).decode("ascii"),
+             "state": "queued"} for n in fresh]
     return (insert(Recipient).values(rows).on_conflict_do_nothing(index_elements=["campaign_id", "number"])
             .returning(Recipient.number))

@@ -66,8 +66,8 @@ def bind_approval(campaign):
 
 
 def add_recipients(campaign, numbers):
-    db.session.add_all(Recipient(campaign_id=campaign.id, number=n, ctn_hash=ctn_hash(n), state="queued")
-                       for n in numbers)
+    db.session.add_all(Recipient(campaign_id=campaign.id, number=n, ctn_hash=ctn_hash(n, campaign.workspace_id),
+                                 state="queued") for n in numbers)
     campaign.recipients_count = (campaign.recipients_count or 0) + len(numbers)
     db.session.commit()
     return bind_approval(campaign)

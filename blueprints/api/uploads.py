@@ -70,7 +70,8 @@ def put_recipients(campaign_id):
 @respond(UploadStatus)
 def get_upload(upload_id, query):
     upload = recipients.get_upload(g.workspace, upload_id, g.membership, g.api_user)
-    return recipients.upload_status(upload, errors_limit=query["errors"])
+    may_view_full = permissions.allowed("numbers.view_full", g.membership, superadmin=g.api_user.is_superadmin)
+    return recipients.upload_status(upload, errors_limit=query["errors"], may_view_full=may_view_full)
 
 
 @bp.get("/campaigns/<int:campaign_id>/recipients")

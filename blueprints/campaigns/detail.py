@@ -69,7 +69,7 @@ def detail(campaign_id):
             page = queries.RecipientPageView(rows=[], total=campaign.recipients_count)
         context.update(page=page, search=search)
     elif tab == "job-errors":
-        context["job_errors"] = queries.job_errors(campaign, limit=100)
+        context["job_errors"] = queries.job_errors(campaign, limit=100, may_view_full=can("numbers.view_full"))
     elif tab == "message-errors":
         context["message_errors"] = [(e, smpp_codes.describe(e.smpp_status))
                                      for e in queries.message_errors(campaign, limit=100)]

@@ -10,7 +10,7 @@ from flask_login import current_user
 from jinja2 import TemplateNotFound
 from sqlalchemy import select
 
-from blueprints.access import workspace_route
+from blueprints.access import can, workspace_route
 from blueprints.campaigns import bp
 from extensions import db
 from forms.campaigns import ActionForm, ModeForm, ParametersForm, SmppForm
@@ -179,7 +179,7 @@ def _widget_upload(campaign):
     except ImportError:
         recipients = None
     if recipients is not None and hasattr(recipients, "widget_upload"):
-        return recipients.widget_upload(campaign)
+        return recipients.widget_upload(campaign, may_view_full=can("numbers.view_full"))
     return db.session.execute(select(Upload).where(Upload.campaign_id == campaign.id)
                               .order_by(Upload.id.desc()).limit(1)).scalar_one_or_none()
 

@@ -177,7 +177,7 @@ def test_stop_listed_numbers_are_skipped_at_claim_time(core, sim):
 
     campaign = sending_campaign(numbers=["491700000011", "491700000012"])
     db.session.add(StopListEntry(workspace_id=campaign.workspace_id, number="491700000012",
-                                 ctn_hash=ctn_hash("491700000012")))
+                                 ctn_hash=ctn_hash("491700000012", campaign.workspace_id)))
     db.session.commit()
     dispatch.dispatch_campaign(campaign.id)
     db.session.refresh(campaign)

@@ -173,3 +173,96 @@ def test_0009_contributors_and_fingerprints_upgrade_and_downgrade_with_data(app)
         db.session.remove()
     finally:
         upgrade()
+
+
+def test_0010_rehashes_every_row_with_its_workspace_key_in_batches(app):
+    """Rows hashed the old way (one installation-wide key) get their workspace's hash on upgrade —
+    the same value the app computes — across several keyset batches, on SQLite and PostgreSQL; the
+    downgrade brings the installation-wide hashes back."""
+    import hmac
+
+    from services import gdpr
+    from services.numbers import ctn_hash
+    from tests.campaign_factories import make_campaign
+    from tests.factories import make_user, make_workspace
+
+    acme, bravo = make_workspace("acme"), make_workspace("bravo")
+    a, b = (make_campaign(ws, make_user(f"author@{ws.slug}.test", workspace=ws, role="author"), name="c")
+            for ws in (acme, bravo))
+    many = [f"4917{i:08d}" for i in range(11_000)]  # 0010 walks BATCH = 5,000 rows at a time
+    rows = [{"c": a.id, "n": n, "h": "0" * 64} for n in many] + [{"c": b.id, "n": n, "h": "0" * 64} for n in many[:50]]
+    db.session.execute(text("INSERT INTO recipients (campaign_id, number, ctn_hash, state) "
+                            "VALUES (:c, :n, :h, 'queued')"), rows)
+    db.session.execute(text("INSERT INTO stop_list (workspace_id, number, ctn_hash, reason, created_at) "
+                            "VALUES (:w, '491700000001', :h, '', CURRENT_TIMESTAMP)"),
+                       [{"w": acme.id, "h": "0" * 64}, {"w": bravo.id, "h": "0" * 64}])
+    db.session.commit()
+    ids = {"acme": acme.id, "bravo": bravo.id, "a": a.id, "b": b.id}
+    db.session.remove()
+
+    installation = app.config["CTN_HASH_KEY"].encode()
+    recipients_sql = ("SELECT r.number, r.ctn_hash, c.workspace_id FROM recipients r "
+                      "JOIN campaigns c ON c.id = r.campaign_id ORDER BY r.id")
+    try:
+        downgrade(revision="0007")
+        old = db.session.execute(text(recipients_sql)).all()
+        assert len(old) == 11_050
+        assert all(h == hmac.digest(installation, n.encode(), "sha256").hex() for n, h, _ in old)
+        # GDPR mode anonymised one recipient of bravo before the upgrade: its number is gone.
+        gone = "491700000007"
+        gone_hash = hmac.digest(installation, gone.encode(), "sha256").hex()
+        db.session.execute(text("UPDATE recipients SET number = :t WHERE campaign_id = :b AND number = :n"),
+                           {"t": gdpr.anonymised_number(gone, gone_hash), "b": ids["b"], "n": gone})
+        db.session.commit()
+        db.session.remove()
+
+        upgrade()
+        new = db.session.execute(text(recipients_sql)).all()
+        assert len(new) == 11_050
+        for number, digest, workspace_id in new:
+            if gdpr.is_anonymised(number):
+                continue
+            assert digest == ctn_hash(number, workspace_id)
+        by_ws = {(w, n): h for n, h, w in new}
+        assert by_ws[(ids["acme"], "491700000001")] != by_ws[(ids["bravo"], "491700000001")]
+        stop = dict(db.session.execute(text("SELECT workspace_id, ctn_hash FROM stop_list")).all())
+        assert stop == {ids["acme"]: ctn_hash("491700000001", ids["acme"]),
+                        ids["bravo"]: ctn_hash("491700000001", ids["bravo"])}
+        # The anonymised row keeps its tail and its mark, and nothing of the installation-wide hash.
+        (token, digest), = db.session.execute(text(
+            "SELECT number, ctn_hash FROM recipients WHERE campaign_id = :b AND number LIKE '%*%'"), {"b": ids["b"]})
+        assert gdpr.is_anonymised(token) and token.endswith(gone[-3:])
+        assert digest not in (gone_hash, ctn_hash(gone, ids["bravo"]), ctn_hash(gone, ids["acme"]))
+        assert token != gdpr.anonymised_number(gone, gone_hash)
+
+        downgrade(revision="0007")
+        back = db.session.execute(text(recipients_sql)).all()
+        assert all(h == hmac.digest(installation, n.encode(), "sha256").hex()
+                   for n, h, _ in back if not gdpr.is_anonymised(n))
+    finally:
+        db.session.remove()
+        upgrade()
+
+
+def test_0010_reads_the_key_as_the_app_does(app):
+    """CTN_HASH_KEY, when set, is the installation key (not SECRET_KEY) for the migration too."""
+    from services.numbers import ctn_hash
+    from tests.campaign_factories import add_recipients, make_campaign
+    from tests.factories import make_user, make_workspace
+
+    ws = make_workspace("keyed")
+    campaign = make_campaign(ws, make_user("keyed@example.com", workspace=ws, role="author"), name="k")
+    add_recipients(campaign, ["491701234567"])
+    ws_id = ws.id
+    db.session.remove()
+    app.config["CTN_HASH_KEY"] = "a separate hash key"
+    try:
+        downgrade(revision="0007")
+        upgrade()
+        stored = db.session.execute(text("SELECT ctn_hash FROM recipients")).scalar()
+        assert stored == ctn_hash("491701234567", ws_id)
+        app.config["CTN_HASH_KEY"] = app.config["SECRET_KEY"]
+        assert stored != ctn_hash("491701234567", ws_id)
+    finally:
+        db.session.remove()
+        upgrade()

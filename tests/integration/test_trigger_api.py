@@ -30,7 +30,7 @@ def push(client, campaign, headers, numbers):
 def test_numbers_are_stored_reported_by_index_and_scheduled(client, otp):
     campaign, headers = otp
     db.session.add(StopListEntry(workspace_id=campaign.workspace_id, number="491700000003",
-                                 ctn_hash=ctn_hash("491700000003")))
+                                 ctn_hash=ctn_hash("491700000003", campaign.workspace_id)))
     db.session.commit()
     response = push(client, campaign, headers, ["+49 170 0000001", "0049-170-0000001", "not a number",
                                                 "491700000003", "491700000004"])

@@ -1,7 +1,9 @@
 """The one number normaliser, the keyed hash and the mask (services/numbers.py)."""
+import hmac
+
 import pytest
 
-from services.numbers import BadNumber, ctn_hash, display_number, mask_number, normalise_number
+from services.numbers import BadNumber, ctn_hash, display_number, hash_key, mask_number, normalise_number
 from services.recipient_files import Layout, parse_line, sniff
 
 
@@ -28,10 +30,19 @@ def test_non_ascii_digits_are_rejected_by_the_ingest():
         parse_line("٤٩١٧٠١٢٣٤٥٦٧", Layout())
 
 
-def test_ctn_hash_is_keyed(app):
-    assert ctn_hash("491701234567") == ctn_hash("491701234567")
-    assert ctn_hash("491701234567", b"k1") != ctn_hash("491701234567", b"k2")
-    assert len(ctn_hash("491701234567")) == 64
+def test_ctn_hash_is_keyed_per_workspace(app):
+    assert ctn_hash("491701234567", 1) == ctn_hash("491701234567", 1)
+    assert ctn_hash("491701234567", 1) != ctn_hash("491701234567", 2)
+    assert len(ctn_hash("491701234567", 1)) == 64
+    key = hash_key(1)
+    assert key == hmac.digest(app.config["CTN_HASH_KEY"].encode(), b"ctn-hash:1", "sha256")
+    assert ctn_hash("491701234567", 1) == hmac.digest(key, b"491701234567", "sha256").hex()
+    installation = app.config["CTN_HASH_KEY"]
+    app.config["CTN_HASH_KEY"] = "another installation"
+    try:
+        assert hash_key(1) != key
+    finally:
+        app.config["CTN_HASH_KEY"] = installation
 
 
 def test_mask_shows_only_the_last_three_digits():
@@ -64,7 +75,13 @@ def test_parse_line_quoted_and_mixed():
 def test_ingest_hasher_is_the_same_as_ctn_hash(key):
     from services.numbers import ctn_hasher
 
-    assert ctn_hasher(key)(b"491701234567").decode() == ctn_hash("491701234567", key)
+    assert ctn_hasher(key)(b"491701234567").decode() == hmac.digest(key, b"491701234567", "sha256").hex()
+
+
+def test_ingest_hasher_with_a_workspace_key_is_ctn_hash(app):
+    from services.numbers import ctn_hasher
+
+    assert ctn_hasher(hash_key(7))(b"491701234567").decode() == ctn_hash("491701234567", 7)
 
 
 @pytest.mark.parametrize("max_lines", [1, 2, 3, 1000])
@@ -111,3 +128,35 @@ def test_ingest_fast_path_agrees_with_normalise_number(app, tmp_path, cell):
         expected = None
     got = chunk.numbers[0].decode() if chunk.numbers else None
     assert got == expected
+
+
+@pytest.mark.parametrize("query, viewer, expected", [
+    ("", False, None), ("   ", True, None),
+    ("ABCDEF12", False, ("hash", "abcdef12")), (" abcdef ", False, ("hash", "abcdef")),
+    ("1234567890123456", False, ("hash", "1234567890123456")),   # digits only, longer than any number
+    ("+49 170 1234567", True, ("number", "491701234567")), ("491701234567", True, ("number", "491701234567")),
+    ("1234567890123456", True, ("hash", "1234567890123456")), ("abcdef", True, ("hash", "abcdef")),
+])
+def test_parse_search_accepts(query, viewer, expected):
+    from services.numbers import parse_search
+
+    assert parse_search(query, viewer) == expected
+
+
+@pytest.mark.parametrize("query", ["491701234567", "+49 170 1234567", "123456", "4917", "abcde", "a" * 65,
+                                   "٤٩١٧٠١٢٣٤٥٦٧", "abc\x00def", "12ab", "0x1234567"])
+def test_parse_search_without_the_right_refuses_everything_but_a_hash_prefix_alike(query):
+    from services.numbers import HASH_ONLY_MESSAGE, SearchRefused, parse_search
+
+    with pytest.raises(SearchRefused) as refused:
+        parse_search(query, False)
+    assert refused.value.message == HASH_ONLY_MESSAGE and refused.value.code == "hash_search_only"
+
+
+@pytest.mark.parametrize("query", ["12ab", "abcde", "a" * 65, "abc\x00def", "٤٩١٧٠١٢٣٤٥٦٧"])
+def test_parse_search_with_the_right_names_a_bad_search(query):
+    from services.errors import DomainError
+    from services.numbers import parse_search
+
+    with pytest.raises(DomainError, match="full phone number or by a hash"):
+        parse_search(query, True)
