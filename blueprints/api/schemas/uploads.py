@@ -46,13 +46,19 @@ class UploadStatus(Out):
     finished_at = fields.String(allow_none=True)
     errors = fields.List(fields.Nested(JobErrorOut), required=True)
 
+SEARCH_MAX = 10_000
+
 
 class RecipientQuery(Query):
     after = fields.Integer(validate=validate.Range(min=1, max=DB_BIGINT_MAX),
                            metadata={"code": "invalid_cursor", "description": "next_cursor of the previous page"})
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500),
                            metadata={"code": "invalid_cursor", "description": "1-500, default 100"})
-    q = Text(SHORT_TEXT, metadata={"description": "a full phone number or a ctn_hash prefix (≥ 6 hex characters)"})
+    # Longer than other search boxes on purpose: the search rule (services.numbers.parse_search) must give
+    # its one refusal to every guess a member without the right sends, however long, so no length leaks.
+    q = Text(SEARCH_MAX, metadata={"description": "a ctn_hash prefix (≥ 6 hex characters); a full phone number "
+                                                  "only for tokens whose owner may view full numbers "
+                                                  "(else 400 hash_search_only)"})
 
 
 class RecipientOut(Out):
