@@ -1,5 +1,5 @@
 """Schemas of the recipient upload endpoints: the upload's status and the recipients list."""
-from blueprints.api.schemas import DB_BIGINT_MAX, SHORT_TEXT, Out, Query, Text, fields, validate
+from blueprints.api.schemas import DB_BIGINT_MAX, Out, Query, Text, fields, validate
 
 UPLOAD_STATES = ["queued", "running", "done", "failed"]
 
@@ -45,6 +45,7 @@ class UploadStatus(Out):
     created_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
     errors = fields.List(fields.Nested(JobErrorOut), required=True)
+
 
 SEARCH_MAX = 10_000
 
