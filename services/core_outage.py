@@ -41,8 +41,8 @@ def mark_down(reason, now=None):
     value = json.dumps({"since": now.isoformat(), "reason": str(reason)[:300]})
     db.session.rollback()
     stmt = _insert_ignore().values(key=KEY, value=value, updated_at=now).on_conflict_do_nothing(
-        index_elements=["key"])
-    started = db.session.execute(stmt).rowcount == 1
+        index_elements=["key"]).returning(SystemState.key)  # a row back only for the one who inserted
+    started = db.session.execute(stmt).first() is not None
     db.session.commit()
     if started:
         log.error("[core-down] the SMS Core is unavailable: %s — no new batches are claimed until it answers",
