@@ -27,6 +27,7 @@ def campaign_json(c, detail=False):
         "daily_limit": c.daily_limit, "auto_start": c.auto_start, "start_at": _when(c.start_at),
         "window_start": first, "window_end": last, "ignore_daily_window": c.ignore_daily_window,
         "archived_at": _when(c.archived_at), "created_at": _when(c.created_at),
+        "failure_reason": c.failure_reason, "pause_reason": c.pause_reason,
         "author": c.author.email if c.author else None,
         "counters": {"recipients": c.recipients_count, "queued": c.queued_count, "sent": c.sent_count,
                      "delivered": c.delivered_count, "failed": c.failed_count, "in_flight": c.inflight_count},
@@ -116,6 +117,7 @@ _FIELDS = {
     "ignore_daily_window": {"type": "boolean", "description": "Trigger only"},
 }
 _DOC = ("Campaign: the request fields plus id, status, moderation, archived_at, created_at, author, "
+        "failure_reason and pause_reason (why the system failed or paused it, else null), "
         "counters {recipients, queued, sent, delivered, failed, in_flight}")
 _FILTERS = [{"name": n, "in": "query", "schema": {"type": "string"}, "description": d} for n, d in (
     ("from", "created on or after, YYYY-MM-DD (workspace time zone)"), ("to", "created on or before, YYYY-MM-DD"),

@@ -8,7 +8,7 @@ from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
 from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
-from services import segments, smpp_codes
+from services import dispatch, segments, smpp_codes
 from services.errors import DomainError, NotFound
 
 TABS = {"recipients": "Recipients", "job-errors": "Job errors", "message-errors": "Message errors",
@@ -52,7 +52,8 @@ def detail(campaign_id):
                and lifecycle.is_owner_or_manager(campaign, g.membership, current_user),
                "problems": lifecycle.submit_problems(campaign) if campaign.status == "New" else [],
                "author_active": lifecycle.author_is_active_member(campaign),
-               "job_error_count": job_error_count, "message_error_count": message_error_count}
+               "job_error_count": job_error_count, "message_error_count": message_error_count,
+               "notice": dispatch.notice(campaign)}
     context["exports"] = _exports(campaign)
     if tab == "recipients":
         try:

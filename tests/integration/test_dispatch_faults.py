@@ -415,3 +415,55 @@ def test_coresim_refuse_status_answers_every_batch_with_its_error_body(core, sim
     response = sim.post(core.url + "/v1/batches", headers={"Idempotency-Key": "k1"}, json={"messages": []})
     assert response.status_code == 422 and response.json()["error"]["code"] == "unprocessable"
     assert sim.get(core.url + "/v1/health").status_code == 200  # only batches are refused
+
+
+# --- 4. what the operator sees: banner and campaign JSON -------------------------------------
+
+def _page(client, campaign):
+    return client.get(f"/w/{campaign.workspace.slug}/campaigns/{campaign.id}").get_data(as_text=True)
+
+
+def test_campaign_page_banner_and_json_show_system_pause_backoff_outage_and_failure(core, sim, app, client,
+                                                                                    monkeypatch):
+    from services import tokens
+
+    monkeypatch.setitem(app.config, "DISPATCH_BREAKER_REJECTIONS", 50)
+    campaign = sending_campaign(300)
+    owner = campaign.author
+    client.login(owner.email)
+    headers = {"Authorization": f"Bearer {tokens.create_token(owner, campaign.workspace, 'faults')[1]}"}
+    assert "dispatch-notice" not in _page(client, campaign)
+    assert client.get(f"/api/v1/campaigns/{campaign.id}", headers=headers).get_json()["pause_reason"] is None
+
+    faults(sim, core, down=True)  # blocked by a Core outage
+    dispatch.poll_delivery_reports()
+    html = _page(client, campaign)
+    assert "Blocked by an SMS Core outage since" in html and "simulated" in html
+    faults(sim, core, down=False)
+    dispatch.poll_delivery_reports()
+
+    faults(sim, core, reject_code="0x00000058")  # backing off
+    dispatch.dispatch_campaign(campaign.id)
+    html = _page(client, campaign)
+    assert "Backing off since" in html and "ESME_RTHROTTLED" in html and "Next attempt at" in html
+
+    faults(sim, core, reject_code="0x00000045")  # the breaker pauses it
+    expire_backoff(campaign.id)
+    dispatch.dispatch_campaign(campaign.id)
+    html = _page(client, campaign)
+    assert "Paused by the system since" in html and "ESME_RSUBMITFAIL for the last 50 messages" in html
+    body = client.get(f"/api/v1/campaigns/{campaign.id}", headers=headers).get_json()
+    assert body["status"] == "Paused" and body["pause_reason"].startswith("ESME_RSUBMITFAIL for the last 50")
+    assert body["failure_reason"] is None
+    listed = client.get("/api/v1/campaigns", headers=headers).get_json()["campaigns"][0]
+    assert listed["pause_reason"] == body["pause_reason"]
+
+    faults(sim, core, reject_code=None, refuse_status=403)  # Resume, then refusals fail it
+    assert client.post(f"/api/v1/campaigns/{campaign.id}/resume", headers=headers).status_code == 200
+    for _ in range(3):
+        expire_backoff(campaign.id)
+        dispatch.dispatch_campaign(campaign.id)
+    body = client.get(f"/api/v1/campaigns/{campaign.id}", headers=headers).get_json()
+    assert body["status"] == "Failed" and "HTTP 403" in body["failure_reason"] and body["pause_reason"] is None
+    html = _page(client, campaign)
+    assert "Failed" in html and "3 batches in a row" in html and "<script>" not in html.split("dispatch-notice")[1][:2000]
