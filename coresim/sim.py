@@ -379,9 +379,11 @@ class CoreSimulator:
         with self._lock:
             max_dest = self._db.execute("SELECT MAX(n) FROM dest_counts").fetchone()[0] or 0
             max_submits = self._db.execute("SELECT MAX(n) FROM submit_counts").fetchone()[0] or 0
+            destinations = self._db.execute("SELECT COUNT(*) FROM dest_counts").fetchone()[0]
             events = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             return {**self._counters, "max_per_destination": max_dest, "max_submissions_per_destination": max_submits,
+                    "destinations": destinations,
                     "events": events, "queue_depth": depth,
                     "last_client_serial": self.last_client_serial, "last_request_id": self.last_request_id,
                     "faults": self.public_faults(),
