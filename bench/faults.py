@@ -164,8 +164,9 @@ def make_campaign(recipients, label):
     db.session.add(campaign)
     db.session.flush()
     prefix = 4910 + (int(tag, 16) % 80)
-    db.session.add_all(Recipient(campaign_id=campaign.id, number=f"{prefix}{i:08d}", ctn_hash=ctn_hash(f"{prefix}{i:08d}"),
-                                 state="queued") for i in range(1, recipients + 1))
+    numbers = [f"{prefix}{i:08d}" for i in range(1, recipients + 1)]
+    db.session.add_all(Recipient(campaign_id=campaign.id, number=n, ctn_hash=ctn_hash(n), state="queued")
+                       for n in numbers)
     db.session.commit()
     return campaign.id
 
