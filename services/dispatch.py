@@ -123,6 +123,14 @@ def skip_stop_listed(campaign_id):
     return n
 
 
+def _lock_campaign(campaign_id):
+    """Lock order, on PostgreSQL, for every dispatch transaction that writes: the campaign row first,
+    then batches, recipients, daily/hourly counters and the dispatch state — two workers then wait
+    for each other instead of deadlocking. (SQLite has one writer at a time.)"""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SELECT id FROM campaigns WHERE id = :c FOR UPDATE"), {"c": campaign_id})
+
+
 def claim_batch(campaign_id, now=None):
     """Claim up to one batch of queued recipients for this campaign; returns the batch id or None."""
     now = now or utcnow()
@@ -234,6 +242,7 @@ def _retry_later(batch_id, exc, code, reason, retry_after=None):
     now = utcnow()
     db.session.rollback()
     campaign_id = db.session.scalar(select(DispatchBatch.campaign_id).where(DispatchBatch.id == batch_id))
+    _lock_campaign(campaign_id)
     state = _locked_state(campaign_id, now)
     delay = _back_off(state, code, reason, now, retry_after)
     give_up = _given_up(state, now)
@@ -254,6 +263,7 @@ def refuse_batch(batch_id, exc):
     now = utcnow()
     db.session.rollback()
     batch = db.session.get(DispatchBatch, batch_id)
+    _lock_campaign(batch.campaign_id)
     refused = db.session.execute(update(DispatchBatch).where(
         DispatchBatch.id == batch_id, DispatchBatch.state == "claimed")
         .values(state="refused", last_error=str(exc)[:300])).rowcount
@@ -386,6 +396,7 @@ def apply_results(batch_id, results):
     """Apply per-message accept/reject once (a replayed answer finds the batch already submitted).
     Returns 'submitted', or 'backoff' when some messages were refused transiently."""
     now = utcnow()
+    _lock_campaign(db.session.scalar(select(DispatchBatch.campaign_id).where(DispatchBatch.id == batch_id)))
     done = db.session.execute(update(DispatchBatch).where(DispatchBatch.id == batch_id,
                                                           DispatchBatch.state == "claimed")
                               .values(state="submitted", submitted_at=now)).rowcount
@@ -703,6 +714,9 @@ def apply_pending_reports(recipient_ids=None, chunk=5000):
 
 def _apply_reports(pending):
     now = utcnow()
+    if db.engine.dialect.name == "postgresql":  # rows locked in id order: concurrent appliers queue, never deadlock
+        db.session.execute(text("SELECT id FROM recipients WHERE id IN :ids AND state = 'sent' ORDER BY id FOR UPDATE")
+                           .bindparams(bindparam("ids", expanding=True)), {"ids": list(pending)})
     changed = db.session.execute(_APPLY_REPORTS, {"ids": list(pending)}).all()
     db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(list(pending))))
     per_campaign, errors = {}, []
@@ -715,7 +729,7 @@ def _apply_reports(pending):
                                        smpp_status=status, created_at=now,
                                        reason=f"{_meaning(status)} (error code {code or '-'})"[:200]))
     db.session.add_all(errors)
-    for campaign_id, stats in per_campaign.items():
+    for campaign_id, stats in sorted(per_campaign.items()):  # one lock order for concurrent appliers
         done = stats["delivered"] + stats["failed"]
         db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
             delivered_count=Campaign.delivered_count + stats["delivered"],
