@@ -286,8 +286,8 @@ def refuse_batch(batch_id, exc):
     refusals = state.refusals
     _back_off(state, f"http_{exc.status}", f"The Core refused a batch: {what}", now)
     db.session.commit()
-    log.error("[core-refused] campaign %s batch %s: %s (request_id=%s); refusal %s of %s", campaign.id, batch_id,
-              what[:200], exc.request_id, refusals, current_app.config["DISPATCH_MAX_REFUSALS"])
+    log.error("[core-refused] campaign %s batch %s: %s (request_id=%s); refusal %s in a row (limit %s)",
+              campaign.id, batch_id, what[:200], exc.request_id, refusals, current_app.config["DISPATCH_MAX_REFUSALS"])
     if refusals >= int(current_app.config["DISPATCH_MAX_REFUSALS"]):
         reason = f"The Core refused {refusals} batches in a row: {what} (request id {exc.request_id or '-'})"
         try:
