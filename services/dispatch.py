@@ -173,11 +173,12 @@ def claim_batch(campaign_id, now=None):
 
 
 def take_lease(batch_id, now=None):
-    """Become the one worker (re)submitting this batch until the lease runs out."""
+    """Become the one worker (re)submitting this batch until the lease runs out. While leased a
+    batch has no last_error: one that has is waiting out a back-off (see release_after_outage)."""
     now = now or utcnow()
     got = db.session.execute(update(DispatchBatch).where(
         DispatchBatch.id == batch_id, DispatchBatch.state == "claimed", DispatchBatch.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease(), attempts=DispatchBatch.attempts + 1)).rowcount
+        .values(next_attempt_at=now + lease(), attempts=DispatchBatch.attempts + 1, last_error=None)).rowcount
     db.session.commit()
     return bool(got)
 
@@ -233,7 +234,7 @@ def submit_batch(batch_id):
         return refuse_batch(batch_id, exc)
     except CoreBadResponse as exc:
         return _retry_later(batch_id, exc, "bad_response", f"The Core's answer was unusable: {exc.message}")
-    core_outage.mark_up()
+    core_answered()
     return apply_results(batch_id, answer["results"])
 
 
@@ -361,6 +362,29 @@ def system_pause(campaign_id, reason):
     state.refusals, state.rejection_streak, state.rejection_code, state.paused_at = 0, 0, None, now
     db.session.commit()
     log.warning("[dispatch-paused] campaign %s paused by the system: %s", campaign_id, reason)
+    return True
+
+
+def core_answered(now=None):
+    """A Core call succeeded: end a recorded outage, and release the campaigns that were only
+    waiting for the Core (their back-off, and the claims waiting to be replayed) at once."""
+    if not core_outage.mark_up(now):
+        return False
+    now = now or utcnow()
+    waiting = sorted(db.session.scalars(select(DispatchState.campaign_id).where(
+        DispatchState.trouble_code == "core_down")))
+    db.session.rollback()
+    for campaign_id in waiting:  # campaign row first, as every dispatch transaction
+        _lock_campaign(campaign_id)
+        db.session.execute(update(DispatchState).where(DispatchState.campaign_id == campaign_id,
+                                                       DispatchState.trouble_code == "core_down")
+                           .values(backoff_step=0, backoff_until=None, trouble_since=None, trouble_code=None,
+                                   trouble=None))
+        db.session.execute(update(DispatchBatch).where(
+            DispatchBatch.campaign_id == campaign_id, DispatchBatch.state == "claimed",
+            DispatchBatch.last_error.isnot(None), DispatchBatch.next_attempt_at > now)
+            .values(next_attempt_at=now))
+        db.session.commit()
     return True
 
 
@@ -630,7 +654,7 @@ def poll_delivery_reports(limit=1000, max_pages=20):
         except CoreThrottled as exc:
             log.info("delivery reports: the Core throttles the events feed (retry after %.0f s)", exc.retry_after)
             break
-        core_outage.mark_up()
+        core_answered()
         events = page.get("events") or []
         if not events:
             break

@@ -468,3 +468,18 @@ def test_campaign_page_banner_and_json_show_system_pause_backoff_outage_and_fail
     html = _page(client, campaign)
     banner = html.split("dispatch-notice")[1][:2000]
     assert "Failed" in banner and "3 batches in a row" in banner and "<script>" not in banner
+
+
+def test_when_the_core_answers_again_campaigns_waiting_for_it_resume_at_once(core, sim, app, monkeypatch):
+    monkeypatch.setitem(app.config, "DISPATCH_BACKOFF_BASE_SECONDS", 60)
+    campaign = sending_campaign(120)
+    faults(sim, core, down=True)
+    dispatch.dispatch_campaign(campaign.id)  # the first claim fails: a back-off of 30-60 s
+    state = db.session.get(DispatchState, campaign.id)
+    assert state.trouble_code == "core_down" and state.backoff_until > utcnow() + timedelta(seconds=25)
+    faults(sim, core, down=False)
+    dispatch.poll_delivery_reports()  # the poll sees the Core answer again
+    assert core_outage.current() is None
+    assert dispatch.campaigns_with_work() == [campaign.id]
+    dispatch.dispatch_campaign(campaign.id)
+    assert fresh(campaign.id).sent_count == 120 and stats(sim, core)["max_per_destination"] == 1
