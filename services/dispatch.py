@@ -768,11 +768,17 @@ def _apply_reports(pending):
     return len(changed)
 
 
-def drop_stale_reports():
+REPORTS_KEPT = timedelta(days=7)  # as long as the Core keeps an idempotency key: no replay can come later
+
+
+def drop_stale_reports(now=None):
     """Drop kept reports that can never apply: a repeated report (at-least-once feed) of a message
-    already final, or one of a recipient that no longer exists (campaign deleted)."""
+    already final, one of a recipient that no longer exists (campaign deleted), or one older than
+    REPORTS_KEPT (its batch was never replayed: the campaign was cancelled with the claim open)."""
+    now = now or utcnow()
     stale = select(PendingReport.recipient_id).outerjoin(Recipient, Recipient.id == PendingReport.recipient_id).where(
-        Recipient.id.is_(None) | Recipient.state.in_(("delivered", "failed", "stop_listed")))
+        Recipient.id.is_(None) | Recipient.state.in_(("delivered", "failed", "stop_listed"))
+        | (PendingReport.received_at < now - REPORTS_KEPT))
     dropped = db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(stale))).rowcount
     db.session.commit()
     return dropped

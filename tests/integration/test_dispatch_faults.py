@@ -196,6 +196,15 @@ def test_a_repeated_report_of_a_final_message_is_dropped_not_counted(core, sim):
     campaign = fresh(campaign.id)
     assert campaign.delivered_count == 5 and campaign.failed_count == 0
     assert db.session.scalar(select(func.count()).select_from(PendingReport)) == 0
+    # a report whose message stays claimed (campaign cancelled with the claim open) goes after 7 days
+    other = db.session.scalar(select(Recipient.id).where(Recipient.campaign_id == campaign.id, Recipient.id != rid)
+                              .limit(1))
+    db.session.add(PendingReport(recipient_id=other, status="DELIVRD", done_at=utcnow(),
+                                 received_at=utcnow() - timedelta(days=6)))
+    db.session.execute(update(Recipient).where(Recipient.id == other).values(state="claimed"))
+    db.session.commit()
+    assert dispatch.drop_stale_reports() == 0
+    assert dispatch.drop_stale_reports(now=utcnow() + timedelta(days=2)) == 1
 
 
 # --- 2. back-off ------------------------------------------------------------------------------
