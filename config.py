@@ -66,6 +66,13 @@ def load_config(overrides=None, env=None):
         "DISPATCH_TIME_BUDGET": _int(env, "DISPATCH_TIME_BUDGET", 20),
         "DISPATCH_LEASE_SECONDS": _int(env, "DISPATCH_LEASE_SECONDS", 60),
         "STALLED_JOB_SECONDS": _int(env, "STALLED_JOB_SECONDS", 60),
+        # Dispatch under faults (services/dispatch.py, docs/operations.md "Dispatch under faults").
+        "DISPATCH_BACKOFF_BASE_SECONDS": float(env.get("DISPATCH_BACKOFF_BASE_SECONDS") or 2),
+        "DISPATCH_BACKOFF_MAX_SECONDS": float(env.get("DISPATCH_BACKOFF_MAX_SECONDS") or 300),
+        "DISPATCH_RESUBMIT_SECONDS": float(env.get("DISPATCH_RESUBMIT_SECONDS") or 30),
+        "DISPATCH_MAX_REFUSALS": _int(env, "DISPATCH_MAX_REFUSALS", 3),
+        "DISPATCH_BREAKER_REJECTIONS": _int(env, "DISPATCH_BREAKER_REJECTIONS", 500),
+        "DISPATCH_GIVE_UP_MINUTES": float(env.get("DISPATCH_GIVE_UP_MINUTES") or 60),
         "EXPORT_TTL_HOURS": _int(env, "EXPORT_TTL_HOURS", 24),
         "DASHBOARD_CACHE_SECONDS": _int(env, "DASHBOARD_CACHE_SECONDS", 5),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,

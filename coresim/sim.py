@@ -44,7 +44,12 @@ DEFAULT_CONFIG = {
     "seed": None,
 }
 DEFAULT_FAULTS = {"down": False, "slow_seconds": 0.0, "large_response_mb": 0.0, "throttle": 0.0,
-                  "reject_code": None, "schema_version": SCHEMA_VERSION}
+                  "reject_code": None, "reject_ratio": 1.0, "refuse_status": None,
+                  "schema_version": SCHEMA_VERSION}
+# refuse_status: every batch is answered with this HTTP status and the error body of docs/core-api.md.
+REFUSAL_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 409: "idempotency_conflict", 413: "too_large", 422: "unprocessable", 429: "throttled",
+                 500: "internal_error", 502: "bad_gateway", 503: "unavailable", 504: "timeout"}
 
 _DIGITS = re.compile(r"^[0-9]{1,15}$")
 _FAILURES = (("UNDELIV", "001", 0.6), ("EXPIRED", "027", 0.25), ("REJECTD", "011", 0.15))
@@ -57,6 +62,7 @@ CREATE TABLE IF NOT EXISTS messages (
     saddr TEXT, ston INTEGER, snpi INTEGER, dton INTEGER, dnpi INTEGER, text TEXT, data_coding INTEGER,
     channel TEXT NOT NULL, accepted_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS dest_counts (destination TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS submit_counts (destination TEXT PRIMARY KEY, n INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS dest_counts_n ON dest_counts (n);
 CREATE TABLE IF NOT EXISTS batches (
     idem_key TEXT PRIMARY KEY, body_hash TEXT NOT NULL, response TEXT NOT NULL, created_at REAL NOT NULL);
@@ -69,7 +75,7 @@ CREATE TABLE IF NOT EXISTS events (
     status TEXT NOT NULL, error_code TEXT NOT NULL, done_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-COUNTERS = ("accepted", "rejected", "duplicates_refused", "replays")
+COUNTERS = ("accepted", "rejected", "duplicates_refused", "replays", "submitted", "batches", "refused_batches")
 
 
 class SimError(Exception):
@@ -149,7 +155,7 @@ class CoreSimulator:
     def reset(self):
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            for table in ("messages", "dest_counts", "batches", "outbox", "events", "counters"):
+            for table in ("messages", "dest_counts", "submit_counts", "batches", "outbox", "events", "counters"):
                 self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             self._db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
             self._db.execute("COMMIT")
@@ -166,15 +172,10 @@ class CoreSimulator:
         for key, value in changes.items():
             if key not in DEFAULT_FAULTS:
                 raise SimError(400, "invalid_request", f"unknown fault {key!r}; known: {', '.join(DEFAULT_FAULTS)}")
-            if key == "throttle":
-                value = 1.0 if value is True else float(value or 0)
-            elif key == "reject_code":
-                value = parse_status(value)
-            elif key in ("slow_seconds", "large_response_mb"):
-                value = float(value or 0)
-            elif key == "down":
-                value = bool(value)
-            faults[key] = value
+            try:
+                faults[key] = _fault_value(key, value)
+            except (TypeError, ValueError):
+                raise SimError(400, "invalid_request", f"bad value for fault {key!r}: {value!r}") from None
         self.faults = faults  # one atomic swap: request threads read a consistent dict
         return self.public_faults()
 
@@ -203,13 +204,20 @@ class CoreSimulator:
         """Returns (json_text, replayed)."""
         if not idem_key or len(idem_key) > 200 or not idem_key.isprintable() or not idem_key.isascii():
             raise SimError(400, "missing_idempotency_key", "Idempotency-Key header (1-200 printable ASCII) is required")
+        refuse = self.faults["refuse_status"]
+        if refuse is not None:  # every batch, fresh or replayed
+            with self._lock:
+                self._bump_committed({"batches": 1, "refused_batches": 1})
+            raise SimError(refuse, REFUSAL_CODES.get(refuse, "refused"),
+                           f"batch refused with HTTP {refuse} (simulated)",
+                           {"Retry-After": "1"} if refuse in (429, 503) else None)
         body_hash = hashlib.sha256(raw_body).hexdigest()
         with self._lock:
             row = self._db.execute("SELECT body_hash, response FROM batches WHERE idem_key = ?", (idem_key,)).fetchone()
         if row is not None:
             return self._replay(idem_key, body_hash, row)
         messages = _validate_batch(raw_body)
-        reject_code = self.faults["reject_code"]
+        reject_code, reject_ratio = self.faults["reject_code"], self.faults["reject_ratio"]
         with self._lock:
             # Checked again under the lock: a concurrent request with the same key may have won.
             row = self._db.execute("SELECT body_hash, response FROM batches WHERE idem_key = ?", (idem_key,)).fetchone()
@@ -231,7 +239,8 @@ class CoreSimulator:
                     results.append({"id": m["id"], "accepted": True, "core_id": known[m["id"]],
                                     "command_status": status_hex(ROK)})
                     continue
-                code = reject_code if reject_code is not None else self._judge(m)
+                forced = reject_code is not None and (reject_ratio >= 1.0 or self._random.random() < reject_ratio)
+                code = reject_code if forced else self._judge(m)
                 if code != ROK:
                     rejected += 1
                     results.append({"id": m["id"], "accepted": False, "core_id": None, "command_status": status_hex(code)})
@@ -256,8 +265,12 @@ class CoreSimulator:
                 self._db.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?,?)", outbox_rows)
                 self._db.executemany("INSERT INTO dest_counts VALUES (?, 1) ON CONFLICT (destination) "
                                      "DO UPDATE SET n = n + 1", dests)
+                # Every message of a fresh batch reached the SMSC side (accepted or not): per destination.
+                self._db.executemany("INSERT INTO submit_counts VALUES (?, 1) ON CONFLICT (destination) "
+                                     "DO UPDATE SET n = n + 1", [(m["destination"],) for m in messages])
                 self._db.execute("INSERT INTO batches VALUES (?,?,?,?)", (idem_key, body_hash, response, now))
-                self._bump({"accepted": accepted, "rejected": rejected, "duplicates_refused": dups})
+                self._bump({"accepted": accepted, "rejected": rejected, "duplicates_refused": dups,
+                            "submitted": len(messages), "batches": 1})
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -365,9 +378,13 @@ class CoreSimulator:
     def stats(self):
         with self._lock:
             max_dest = self._db.execute("SELECT MAX(n) FROM dest_counts").fetchone()[0] or 0
+            max_submits = self._db.execute("SELECT MAX(n) FROM submit_counts").fetchone()[0] or 0
+            destinations = self._db.execute("SELECT COUNT(*) FROM dest_counts").fetchone()[0]
             events = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            return {**self._counters, "max_per_destination": max_dest, "events": events, "queue_depth": depth,
+            return {**self._counters, "max_per_destination": max_dest, "max_submissions_per_destination": max_submits,
+                    "destinations": destinations,
+                    "events": events, "queue_depth": depth,
                     "last_client_serial": self.last_client_serial, "last_request_id": self.last_request_id,
                     "faults": self.public_faults(),
                     "config": dict(self.config)}
@@ -405,6 +422,31 @@ class CoreSimulator:
                 self.deliver_due()
             except sqlite3.ProgrammingError:  # closed during shutdown
                 return
+
+
+def _fault_value(key, value):
+    """A fault switch's value in its type; ValueError/TypeError for a value that makes no sense."""
+    if key == "throttle":
+        return 1.0 if value is True else float(value or 0)
+    if key == "reject_code":
+        return parse_status(value)
+    if key in ("slow_seconds", "large_response_mb"):
+        return float(value or 0)
+    if key == "down":
+        return bool(value)
+    if key == "reject_ratio":
+        ratio = float(1.0 if value is None else value)
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError("reject_ratio must be between 0 and 1")
+        return ratio
+    if key == "refuse_status":
+        if value in (None, False, "", 0):
+            return None
+        status = int(value)
+        if not 400 <= status <= 599:
+            raise ValueError("refuse_status must be an HTTP status 400-599")
+        return status
+    return value
 
 
 def _pct(values, q):

@@ -3,6 +3,7 @@
 The tick only decides *what* has work and enqueues `dispatch_campaign(id)`; a Redis slot lock
 (`SET NX EX`) keeps at most DISPATCH_PARALLEL jobs per campaign queued or running. Jobs are
 safe to run twice or to die half-way: the database is the source of truth (services/dispatch.py).
+The tick skips campaigns that are backing off, and claims nothing new while the Core is known down.
 """
 import logging
 
@@ -13,7 +14,13 @@ from jobs import app_job, enqueue_job
 from services import approval, dispatch
 
 log = logging.getLogger("mc.jobs.dispatch")
-SLOT_TTL = 120  # seconds: a slot of a killed job frees itself
+
+
+def slot_ttl():
+    """Seconds after which the slot of a killed job frees itself: no dispatch job can still be
+    running by then (its time budget, plus one submit with the client's connect retries)."""
+    config = current_app.config
+    return int(config["DISPATCH_TIME_BUDGET"] + 3 * config["CORE_CONNECT_TIMEOUT"] + config["CORE_READ_TIMEOUT"] + 10)
 
 
 def _slot_key(campaign_id, slot):
@@ -24,8 +31,8 @@ def schedule_campaign(campaign_id):
     """Enqueue dispatch jobs for a campaign into its free slots; returns how many were enqueued."""
     redis = redis_connection()
     enqueued = 0
-    for slot in range(int(current_app.config.get("DISPATCH_PARALLEL", 2))):
-        if redis.set(_slot_key(campaign_id, slot), "1", nx=True, ex=SLOT_TTL):
+    for slot in range(int(current_app.config["DISPATCH_PARALLEL"])):
+        if redis.set(_slot_key(campaign_id, slot), "1", nx=True, ex=slot_ttl()):
             enqueue_job(dispatch_campaign, campaign_id, slot, queue="dispatch", timeout=300, retries=0)
             enqueued += 1
     return enqueued

@@ -9,6 +9,6 @@ from models.senders import SenderName, SenderRevision  # noqa: F401
 from models.campaigns import Campaign, JobError, MessageError  # noqa: F401
 from models.contributors import CampaignContributor  # noqa: F401
 from models.recipients import Recipient, StopListEntry, Upload  # noqa: F401
-from models.dispatch import DailySent, DispatchBatch, HourlyStat, SystemState  # noqa: F401
+from models.dispatch import DailySent, DispatchBatch, DispatchState, HourlyStat, PendingReport, SystemState  # noqa: F401
 from models.exports import Export  # noqa: F401
 from models.security import AnonymisedCampaign, RecoveryCode, UserSession, UserTotp, WorkspaceGdpr  # noqa: F401

@@ -61,6 +61,9 @@ class Campaign(db.Model):
     started_at = db.Column(UTCDateTime)
     finished_at = db.Column(UTCDateTime)
     archived_at = db.Column(UTCDateTime)
+    # Why the system stopped it, in words for the operator (services/dispatch.py sets them).
+    failure_reason = db.Column(db.String(300))
+    pause_reason = db.Column(db.String(300))
     # Counters kept by jobs (dashboards and lists read these, never COUNT(*) over recipients).
     recipients_count = db.Column(db.BigInteger, nullable=False, default=0)
     queued_count = db.Column(db.BigInteger, nullable=False, default=0)

@@ -1,5 +1,6 @@
 """Dispatch bookkeeping: claimed batches with their idempotency key, per-hour and per-day counters,
-and small persisted cursors (e.g. the Core's delivery-report cursor)."""
+small persisted cursors (e.g. the Core's delivery-report cursor), each campaign's back-off and
+breaker state, and delivery reports kept until their message is recorded as sent."""
 from extensions import db
 from models.base import UTCDateTime, utcnow
 
@@ -11,7 +12,7 @@ class DispatchBatch(db.Model):
     campaign_id = db.Column(db.Integer, db.ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False, index=True)
     # Sent with every (re)submission of this batch: the Core answers a replay with the first result.
     idempotency_key = db.Column(db.String(64), nullable=False, unique=True)
-    state = db.Column(db.String(10), nullable=False, default="claimed")  # claimed | submitted
+    state = db.Column(db.String(10), nullable=False, default="claimed")  # claimed | submitted | refused
     size = db.Column(db.Integer, nullable=False)
     attempts = db.Column(db.Integer, nullable=False, default=0)
     last_error = db.Column(db.String(300))
@@ -50,3 +51,36 @@ class SystemState(db.Model):
     key = db.Column(db.String(64), primary_key=True)
     value = db.Column(db.Text, nullable=False, default="")
     updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class DispatchState(db.Model):
+    """One campaign's dispatch health, shared by every worker: exponential back-off after transient
+    trouble, batch-level refusals in a row, and the run of permanent rejections (circuit breaker)."""
+
+    __tablename__ = "dispatch_states"
+
+    campaign_id = db.Column(db.Integer, db.ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    backoff_step = db.Column(db.Integer, nullable=False, default=0)
+    backoff_until = db.Column(UTCDateTime)          # no new claims before this
+    trouble_since = db.Column(UTCDateTime)          # first transient trouble with nothing accepted since
+    trouble_code = db.Column(db.String(40))         # core_down | http_429 | http_503 | 0x00000058 | …
+    trouble = db.Column(db.String(300))             # the last trouble in words
+    refusals = db.Column(db.Integer, nullable=False, default=0)  # batch-level 4xx in a row
+    rejection_streak = db.Column(db.Integer, nullable=False, default=0)  # permanent rejections in a row
+    rejection_code = db.Column(db.String(20))       # their code while it is the same one, else "mixed"
+    paused_at = db.Column(UTCDateTime)              # when the system paused the campaign
+    updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class PendingReport(db.Model):
+    """A final delivery report read from the Core's events feed, kept until it is applied to its
+    recipient (which may still be `claimed`: the submit answer not recorded yet, or replayed)."""
+
+    __tablename__ = "pending_reports"
+
+    recipient_id = db.Column(db.BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    core_id = db.Column(db.String(64))
+    status = db.Column(db.String(10), nullable=False)
+    error_code = db.Column(db.String(10))
+    done_at = db.Column(UTCDateTime, nullable=False)
+    received_at = db.Column(UTCDateTime, nullable=False, default=utcnow)

@@ -32,6 +32,10 @@ class Recipient(db.Model):
     smpp_status = db.Column(db.String(20))
     submitted_at = db.Column(UTCDateTime)
     delivered_at = db.Column(UTCDateTime)
+    # Per-message transient refusals (throttled, queue full): how often, and not before when to
+    # resubmit. NULL = never refused; nullable without a default so that adding them is free.
+    attempts = db.Column(db.SmallInteger)
+    retry_at = db.Column(UTCDateTime)
 
 
 class Upload(db.Model):

@@ -79,6 +79,8 @@ TRANSITIONS = {
                          who="moderator", label="Reject"),
     "start": Transition(frozenset({"Pending"}), "Sending", frozenset({"approved"}), label="Start"),
     "pause": Transition(frozenset({"Sending"}), "Paused", frozenset({"approved"}), label="Pause"),
+    # Dispatch stops a campaign the Core keeps refusing (circuit breaker, give-up); pause_reason says why.
+    "system_pause": Transition(frozenset({"Sending"}), "Paused", frozenset({"approved"}), who="system"),
     "resume": Transition(frozenset({"Paused"}), "Sending", frozenset({"approved"}), label="Resume"),
     "cancel": Transition(frozenset({"Building", "Pending", "Sending", "Paused"}), "Cancelled", label="Cancel"),
     "finish": Transition(frozenset({"Sending", "Paused"}), "Done", label="Finish"),
@@ -216,6 +218,8 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
         changes.update(moderated_by_id=actor.id, moderated_at=now, moderation_note=note)
     if event == "reject":
         changes["submitted_at"] = None
+    if event in ("pause", "resume"):
+        changes["pause_reason"] = None  # a system pause's reason ends with the operator's Resume
     changes["updated_at"] = now
     # The invariant the whole platform leans on: nothing is dispatched without an approval.
     if changes.get("status", campaign.status) in ("Sending", "Paused") \

@@ -7,26 +7,39 @@ Correctness across many workers comes from the database, never from process stat
   same key, so a worker killed mid-submit leaves a claim that another worker replays and the Core
   answers with its first result instead of sending twice;
 - results and delivery reports are applied with conditional UPDATEs (`WHERE state = 'claimed'`,
-  `WHERE state = 'sent'`), so applying the same answer twice changes nothing.
+  `WHERE state = 'sent'`), so applying the same answer twice changes nothing;
+- a delivery report is first kept (`pending_reports`, in the transaction that moves the events
+  cursor) and applied once its message is `sent` — a report that overtakes the submit answer
+  (a replayed batch, a worker that died before recording it) waits instead of being lost.
+
+Under faults (docs/operations.md "Dispatch under faults"), per campaign and shared by every worker
+through `dispatch_states`: transient trouble (429, 5xx, Core unreachable, per-message transient
+SMPP codes) puts the campaign into exponential back-off with jitter, honouring `Retry-After`;
+a message refused transiently is resubmitted after DISPATCH_RESUBMIT_SECONDS × 4^n; a batch-level
+4xx is a Job error and DISPATCH_MAX_REFUSALS of them in a row fail the campaign; a run of
+DISPATCH_BREAKER_REJECTIONS permanent rejections, or DISPATCH_GIVE_UP_MINUTES of trouble with
+nothing accepted, pauses it with a `pause_reason`. No new batch is claimed while the Core is known
+down (services/core_outage.py).
 """
 import logging
+import random
 import uuid
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 
 from extensions import db
-from gateway import CoreError, CoreThrottled, get_client
-from models import Campaign, DailySent, DispatchBatch, HourlyStat, MessageError, Recipient, SystemState, utcnow
+from gateway import CoreBadResponse, CoreRejected, CoreThrottled, CoreUnavailable, get_client
+from models import (Campaign, DailySent, DispatchBatch, DispatchState, HourlyStat, JobError, MessageError,
+                    PendingReport, Recipient, SystemState, utcnow)
+from models.base import UTCDateTime
 from services import campaigns as lifecycle
-from services import pulse, segments, smpp_codes
+from services import core_outage, pulse, segments, smpp_codes
 
 log = logging.getLogger("mc.dispatch")
 
-TRANSIENT_CODES = {"0x00000058", "0x00000014"}  # throttled, message queue full: resubmit later
-BACKOFF = (2, 5, 15, 30, 60, 120)  # seconds; capped exponential-ish back-off for transient failures
 EVENTS_CURSOR = "core.events.cursor"
 
 
@@ -69,23 +82,27 @@ def allowance(campaign, now=None, wanted=None):
 
 
 def batch_size():
-    return int(current_app.config.get("DISPATCH_BATCH_SIZE", 500))
+    return int(current_app.config["DISPATCH_BATCH_SIZE"])
 
 
 def lease():
     """How long a claimer owns a batch before another worker may replay it (it may have died)."""
-    return timedelta(seconds=int(current_app.config.get("DISPATCH_LEASE_SECONDS", 60)))
+    return timedelta(seconds=int(current_app.config["DISPATCH_LEASE_SECONDS"]))
 
 
 # --- claiming ------------------------------------------------------------------------------
 
-def _upsert(model, keys, increments):
-    dialect = db.engine.dialect.name
-    if dialect == "postgresql":
+def _insert(model):
+    """INSERT with the dialect's ON CONFLICT support (PostgreSQL or SQLite)."""
+    if db.engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model).values(**keys, **increments)
+    return insert(model)
+
+
+def _upsert(model, keys, increments):
+    stmt = _insert(model).values(**keys, **increments)
     table = model.__table__
     return stmt.on_conflict_do_update(
         index_elements=[c.name for c in table.primary_key.columns],
@@ -104,6 +121,14 @@ def skip_stop_listed(campaign_id):
                            .values(queued_count=Campaign.queued_count - n))
     db.session.commit()
     return n
+
+
+def _lock_campaign(campaign_id):
+    """Lock order, on PostgreSQL, for every dispatch transaction that writes: the campaign row first,
+    then batches, recipients, daily/hourly counters and the dispatch state — two workers then wait
+    for each other instead of deadlocking. (SQLite has one writer at a time.)"""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SELECT id FROM campaigns WHERE id = :c FOR UPDATE"), {"c": campaign_id})
 
 
 def claim_batch(campaign_id, now=None):
@@ -130,10 +155,13 @@ def claim_batch(campaign_id, now=None):
         spread = " AND (spread_day IS NULL OR spread_day <= :today)"
         params["today"] = local_now(campaign.workspace, now).date()
     skip = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    # A message the Core refused transiently waits for its own resubmission time (retry_at).
+    params["now"] = now
     claimed = db.session.execute(text(
         f"UPDATE recipients SET state = 'claimed', batch_id = :b WHERE id IN ("
         f"SELECT id FROM recipients WHERE campaign_id = :c AND state = 'queued'{spread} "
-        f"ORDER BY id LIMIT :n{skip})"), params).rowcount
+        f"AND (retry_at IS NULL OR retry_at <= :now) "
+        f"ORDER BY id LIMIT :n{skip})").bindparams(bindparam("now", type_=UTCDateTime())), params).rowcount
     if not claimed:
         db.session.rollback()
         return None
@@ -145,11 +173,12 @@ def claim_batch(campaign_id, now=None):
 
 
 def take_lease(batch_id, now=None):
-    """Become the one worker (re)submitting this batch until the lease runs out."""
+    """Become the one worker (re)submitting this batch until the lease runs out. While leased a
+    batch has no last_error: one that has is waiting out a back-off (see release_after_outage)."""
     now = now or utcnow()
     got = db.session.execute(update(DispatchBatch).where(
         DispatchBatch.id == batch_id, DispatchBatch.state == "claimed", DispatchBatch.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease(), attempts=DispatchBatch.attempts + 1)).rowcount
+        .values(next_attempt_at=now + lease(), attempts=DispatchBatch.attempts + 1, last_error=None)).rowcount
     db.session.commit()
     return bool(got)
 
@@ -177,7 +206,8 @@ def build_messages(campaign, recipients):
 
 
 def submit_batch(batch_id):
-    """Submit (or replay) a claimed batch and apply the Core's answer. Returns 'submitted' or 'retry'."""
+    """Submit (or replay) a claimed batch and apply the Core's answer.
+    Returns 'submitted', 'backoff' (some messages refused transiently), 'retry' or 'refused'."""
     batch = db.session.get(DispatchBatch, batch_id)
     campaign = db.session.get(Campaign, batch.campaign_id)
     # (campaign_id, state) is indexed; the few claimed rows of a campaign are then filtered by batch.
@@ -190,31 +220,207 @@ def submit_batch(batch_id):
         db.session.commit()
         return "submitted"
     messages = build_messages(campaign, recipients)
+    key = batch.idempotency_key
     db.session.rollback()  # hold no transaction open while talking to the Core
     try:
-        answer = get_client().submit_batch(batch.idempotency_key, messages)
+        answer = get_client().submit_batch(key, messages)
     except CoreThrottled as exc:
-        return _retry_later(batch_id, exc, max(exc.retry_after or 1, 1))
-    except CoreError as exc:
-        if not exc.retryable:
-            log.error("batch %s refused by the Core: %s", batch_id, exc)
-        return _retry_later(batch_id, exc)
+        return _retry_later(batch_id, exc, "http_429", f"The Core throttles batches (HTTP 429): {exc.message}",
+                            retry_after=exc.retry_after)
+    except CoreUnavailable as exc:
+        core_outage.mark_down(exc)
+        return _retry_later(batch_id, exc, "core_down", f"The Core is unavailable: {exc.message}")
+    except CoreRejected as exc:
+        return refuse_batch(batch_id, exc)
+    except CoreBadResponse as exc:
+        return _retry_later(batch_id, exc, "bad_response", f"The Core's answer was unusable: {exc.message}")
+    core_answered()
     return apply_results(batch_id, answer["results"])
 
 
-def _retry_later(batch_id, exc, delay=None):
-    batch = db.session.get(DispatchBatch, batch_id)
-    delay = delay or BACKOFF[min(batch.attempts, len(BACKOFF)) - 1 if batch.attempts else 0]
+def _retry_later(batch_id, exc, code, reason, retry_after=None):
+    """Transient trouble with the whole batch: keep the claim (same idempotency key) and back off."""
+    now = utcnow()
+    db.session.rollback()
+    campaign_id = db.session.scalar(select(DispatchBatch.campaign_id).where(DispatchBatch.id == batch_id))
+    _lock_campaign(campaign_id)
+    state = _locked_state(campaign_id, now)
+    delay = _back_off(state, code, reason, now, retry_after)
+    give_up = _given_up(state, now)
     db.session.execute(update(DispatchBatch).where(DispatchBatch.id == batch_id, DispatchBatch.state == "claimed")
-                       .values(next_attempt_at=utcnow() + timedelta(seconds=delay), last_error=str(exc)[:300]))
+                       .values(next_attempt_at=now + timedelta(seconds=delay), last_error=str(exc)[:300]))
     db.session.commit()
-    log.warning("batch %s: Core unavailable (%s); retry in %s s with the same idempotency key", batch_id, exc, delay)
+    if code != "core_down":  # an outage is logged once, by services/core_outage.py
+        log.warning("batch %s: %s; retry in %.1f s with the same idempotency key", batch_id, reason[:200], delay)
+    if give_up:
+        system_pause(campaign_id, give_up)
     return "retry"
 
 
-def apply_results(batch_id, results):
-    """Apply per-message accept/reject once (a replayed answer finds the batch already submitted)."""
+def refuse_batch(batch_id, exc):
+    """A batch-level 4xx: resending the same request will not help. The batch is dropped (its
+    recipients go back to the queue — the Core sent none of them), a Job error says why, and after
+    DISPATCH_MAX_REFUSALS refusals in a row the campaign is Failed with its failure_reason."""
     now = utcnow()
+    db.session.rollback()
+    batch = db.session.get(DispatchBatch, batch_id)
+    _lock_campaign(batch.campaign_id)
+    refused = db.session.execute(update(DispatchBatch).where(
+        DispatchBatch.id == batch_id, DispatchBatch.state == "claimed")
+        .values(state="refused", last_error=str(exc)[:300])).rowcount
+    if not refused:
+        db.session.rollback()
+        return "refused"
+    campaign = db.session.get(Campaign, batch.campaign_id)
+    released = db.session.execute(text(
+        "UPDATE recipients SET state = 'queued', batch_id = NULL "
+        "WHERE campaign_id = :c AND batch_id = :b AND state = 'claimed'"), {"c": campaign.id, "b": batch_id}).rowcount
+    if released:
+        db.session.execute(_upsert(DailySent, {"campaign_id": campaign.id,
+                                               "day": local_now(campaign.workspace, now).date()}, {"sent": -released}))
+    what = f"HTTP {exc.status} {exc.code or ''}: {exc.message}".replace("  ", " ")
+    db.session.add(JobError(campaign_id=campaign.id, created_at=now, reason=(
+        f"The Core refused batch #{batch_id} ({released} messages, nothing sent): {what} "
+        f"(request id {exc.request_id or '-'})")[:200]))
+    state = _locked_state(campaign.id, now)
+    state.refusals += 1
+    refusals = state.refusals
+    _back_off(state, f"http_{exc.status}", f"The Core refused a batch: {what}", now)
+    db.session.commit()
+    log.error("[core-refused] campaign %s batch %s: %s (request_id=%s); refusal %s in a row (limit %s)",
+              campaign.id, batch_id, what[:200], exc.request_id, refusals, current_app.config["DISPATCH_MAX_REFUSALS"])
+    if refusals >= int(current_app.config["DISPATCH_MAX_REFUSALS"]):
+        reason = f"The Core refused {refusals} batches in a row: {what} (request id {exc.request_id or '-'})"
+        try:
+            lifecycle.apply(campaign, "fail", values={"failure_reason": reason[:300]}, note=reason[:300])
+            log.error("[dispatch-failed] campaign %s: %s", campaign.id, reason)
+        except lifecycle.DomainError:
+            db.session.rollback()  # paused, cancelled or failed meanwhile
+    return "refused"
+
+
+# --- back-off, breaker and give-up (per campaign, shared by every worker) ----------------------
+
+def _locked_state(campaign_id, now):
+    """The campaign's DispatchState, created on first use and locked for this transaction."""
+    db.session.execute(_insert(DispatchState).values(
+        campaign_id=campaign_id, backoff_step=0, refusals=0, rejection_streak=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["campaign_id"]))
+    query = select(DispatchState).where(DispatchState.campaign_id == campaign_id)
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return db.session.scalars(query.execution_options(populate_existing=True)).one()
+
+
+def backoff_delay(step, retry_after=None):
+    """Exponential back-off with "equal jitter": half of base·2^step fixed, half random; capped at
+    DISPATCH_BACKOFF_MAX_SECONDS; never shorter than the Core's Retry-After."""
+    config = current_app.config
+    ceiling = min(float(config["DISPATCH_BACKOFF_MAX_SECONDS"]),
+                  float(config["DISPATCH_BACKOFF_BASE_SECONDS"]) * 2 ** min(step, 30))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    return max(delay, float(retry_after or 0))
+
+
+def _back_off(state, code, reason, now, retry_after=None):
+    delay = backoff_delay(state.backoff_step, retry_after)
+    state.backoff_step = min(state.backoff_step + 1, 30)
+    state.backoff_until = now + timedelta(seconds=delay)
+    state.trouble_since = state.trouble_since or now
+    state.trouble_code, state.trouble = code[:40], reason[:300]
+    return delay
+
+
+def _given_up(state, now):
+    """The pause reason when transient trouble has lasted DISPATCH_GIVE_UP_MINUTES, else None."""
+    minutes = float(current_app.config["DISPATCH_GIVE_UP_MINUTES"])
+    if state.trouble_since is None or now - state.trouble_since < timedelta(minutes=minutes):
+        return None
+    return (f"{state.trouble} — nothing accepted for {minutes:g} minutes "
+            f"(since {state.trouble_since:%Y-%m-%d %H:%M} UTC)")[:300]
+
+
+def _recovered(state):
+    state.backoff_step, state.backoff_until = 0, None
+    state.trouble_since = state.trouble_code = state.trouble = None
+
+
+def system_pause(campaign_id, reason):
+    """The system pauses a Sending campaign with a reason the operator reads; Resume continues."""
+    campaign = db.session.get(Campaign, campaign_id)
+    db.session.refresh(campaign)
+    if campaign.status != "Sending":
+        return False
+    try:
+        lifecycle.apply(campaign, "system_pause", values={"pause_reason": reason[:300]}, note=reason[:300])
+    except lifecycle.DomainError:
+        db.session.rollback()  # paused, cancelled or finished meanwhile
+        return False
+    now = utcnow()
+    state = _locked_state(campaign_id, now)
+    _recovered(state)  # Resume starts with a fresh back-off, breaker and give-up clock
+    state.refusals, state.rejection_streak, state.rejection_code, state.paused_at = 0, 0, None, now
+    db.session.commit()
+    log.warning("[dispatch-paused] campaign %s paused by the system: %s", campaign_id, reason)
+    return True
+
+
+def core_answered(now=None):
+    """A Core call succeeded: end a recorded outage, and release the campaigns that were only
+    waiting for the Core (their back-off, and the claims waiting to be replayed) at once."""
+    if not core_outage.mark_up(now):
+        return False
+    now = now or utcnow()
+    waiting = sorted(db.session.scalars(select(DispatchState.campaign_id).where(
+        DispatchState.trouble_code == "core_down")))
+    db.session.rollback()
+    for campaign_id in waiting:  # campaign row first, as every dispatch transaction
+        _lock_campaign(campaign_id)
+        db.session.execute(update(DispatchState).where(DispatchState.campaign_id == campaign_id,
+                                                       DispatchState.trouble_code == "core_down")
+                           .values(backoff_step=0, backoff_until=None, trouble_since=None, trouble_code=None,
+                                   trouble=None))
+        db.session.execute(update(DispatchBatch).where(
+            DispatchBatch.campaign_id == campaign_id, DispatchBatch.state == "claimed",
+            DispatchBatch.last_error.isnot(None), DispatchBatch.next_attempt_at > now)
+            .values(next_attempt_at=now))
+        db.session.commit()
+    return True
+
+
+def held_back(campaign_id, now=None):
+    """No new claims for this campaign now: it is backing off, or the Core is known down."""
+    now = now or utcnow()
+    until = db.session.scalar(select(DispatchState.backoff_until).where(DispatchState.campaign_id == campaign_id))
+    return bool(until and until > now) or core_outage.current() is not None
+
+
+def notice(campaign, now=None):
+    """What the campaign page's banner says about dispatch trouble, or None:
+    {"kind": "system_paused" | "core_down" | "backing_off" | "failed", "since", "reason", "until"}."""
+    now = now or utcnow()
+    state = db.session.get(DispatchState, campaign.id)
+    if campaign.status == "Failed" and campaign.failure_reason:
+        return {"kind": "failed", "since": campaign.finished_at, "reason": campaign.failure_reason, "until": None}
+    if campaign.status == "Paused" and campaign.pause_reason:
+        return {"kind": "system_paused", "since": state.paused_at if state else None,
+                "reason": campaign.pause_reason, "until": None}
+    if campaign.status != "Sending":
+        return None
+    outage = core_outage.current()
+    if outage:
+        return {"kind": "core_down", "since": outage["since"], "reason": outage["reason"], "until": None}
+    if state and state.trouble_since and state.backoff_until:
+        return {"kind": "backing_off", "since": state.trouble_since, "reason": state.trouble,
+                "until": state.backoff_until if state.backoff_until > now else None}
+    return None
+
+
+def apply_results(batch_id, results):
+    """Apply per-message accept/reject once (a replayed answer finds the batch already submitted).
+    Returns 'submitted', or 'backoff' when some messages were refused transiently."""
+    now = utcnow()
+    _lock_campaign(db.session.scalar(select(DispatchBatch.campaign_id).where(DispatchBatch.id == batch_id)))
     done = db.session.execute(update(DispatchBatch).where(DispatchBatch.id == batch_id,
                                                           DispatchBatch.state == "claimed")
                               .values(state="submitted", submitted_at=now)).rowcount
@@ -228,13 +434,14 @@ def apply_results(batch_id, results):
         rid = int(result["id"])
         if result["accepted"]:
             accepted.append({"rid": rid, "core": result.get("core_id"), "b": batch_id})
-        elif result.get("command_status") in TRANSIENT_CODES:
-            retry.append(rid)
+        elif smpp_codes.is_transient(result.get("command_status")):
+            retry.append((rid, result.get("command_status")))
         else:
             rejected.append((rid, result.get("command_status") or "unknown"))
     if accepted:
-        db.session.execute(text("UPDATE recipients SET state = 'sent', core_message_id = :core, submitted_at = :t "
-                                "WHERE id = :rid AND batch_id = :b AND state = 'claimed'"),
+        db.session.execute(text("UPDATE recipients SET state = 'sent', core_message_id = :core, submitted_at = :t, "
+                                "retry_at = NULL WHERE id = :rid AND batch_id = :b AND state = 'claimed'")
+                           .bindparams(bindparam("t", type_=UTCDateTime())),
                            [dict(a, t=now) for a in accepted])
     if rejected:
         numbers = dict(db.session.execute(select(Recipient.id, Recipient.number).where(
@@ -246,18 +453,73 @@ def apply_results(batch_id, results):
                                          smpp_status=code, reason=_meaning(code), created_at=now)
                             for r, code in rejected])
     if retry:
-        db.session.execute(text("UPDATE recipients SET state = 'queued', batch_id = NULL WHERE id = :rid "
-                                "AND batch_id = :b AND state = 'claimed'"), [{"rid": r, "b": batch_id} for r in retry])
-        db.session.execute(_upsert(DailySent, {"campaign_id": campaign.id,
-                                               "day": local_now(campaign.workspace, now).date()}, {"sent": -len(retry)}))
+        _requeue_transient(campaign, batch_id, retry, now)
     n_ok, n_bad = len(accepted), len(rejected)
     db.session.execute(update(Campaign).where(Campaign.id == campaign.id).values(
         queued_count=Campaign.queued_count - n_ok - n_bad, sent_count=Campaign.sent_count + n_ok,
         inflight_count=Campaign.inflight_count + n_ok, failed_count=Campaign.failed_count + n_bad))
     _count_hour(campaign, now, sent=n_ok, failed=n_bad)
+    breaker, give_up = _judge_answer(campaign.id, results, n_ok, retry, now)
     db.session.commit()
     pulse.record(campaign.workspace_id, sent=n_ok, failed=n_bad)
-    return "submitted"
+    if accepted:
+        apply_pending_reports([a["rid"] for a in accepted])  # reports that overtook this answer
+    if breaker or give_up:
+        system_pause(campaign.id, breaker or give_up)
+    return "backoff" if retry else "submitted"
+
+
+def _requeue_transient(campaign, batch_id, retry, now):
+    """Messages refused transiently go back to the queue, each not before its own resubmission
+    time (DISPATCH_RESUBMIT_SECONDS × 4^attempts, capped): bounded submissions per recipient."""
+    base = float(current_app.config["DISPATCH_RESUBMIT_SECONDS"])
+    cap = max(base, float(current_app.config["DISPATCH_BACKOFF_MAX_SECONDS"]))
+    attempts = dict(db.session.execute(select(Recipient.id, Recipient.attempts).where(
+        Recipient.id.in_([r for r, _ in retry]))).all())
+    table = Recipient.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("rid"), table.c.batch_id == batch_id,
+                            table.c.state == "claimed")
+        .values(state="queued", batch_id=None, attempts=bindparam("n"), retry_at=bindparam("at")),
+        [{"rid": r, "n": (attempts.get(r) or 0) + 1,
+          "at": now + timedelta(seconds=min(cap, base * 4 ** min(attempts.get(r) or 0, 10)))} for r, _ in retry])
+    db.session.execute(_upsert(DailySent, {"campaign_id": campaign.id,
+                                           "day": local_now(campaign.workspace, now).date()}, {"sent": -len(retry)}))
+
+
+def _judge_answer(campaign_id, results, n_ok, retry, now):
+    """Update the campaign's breaker and back-off from one batch answer (in this transaction).
+    Returns (breaker pause reason or None, give-up pause reason or None)."""
+    state = _locked_state(campaign_id, now)
+    streak, code = state.rejection_streak, state.rejection_code
+    for result in results:  # in the Core's order: a run of permanent rejections, nothing accepted in between
+        status = result.get("command_status") or "unknown"
+        if result["accepted"]:
+            streak, code = 0, None
+        elif not smpp_codes.is_transient(status):
+            streak += 1
+            code = status if code in (None, status) else "mixed"
+    state.rejection_streak, state.rejection_code = streak, code
+    state.refusals = 0  # the Core took the batch itself
+    if n_ok:
+        _recovered(state)
+    give_up = None
+    if retry:
+        codes = sorted({c for _, c in retry})
+        words = ", ".join(smpp_codes.in_words(c) for c in codes)
+        _back_off(state, codes[0], f"The Core refuses messages transiently ({words}): "
+                  f"{len(retry)} of the last batch's {len(results)} wait to be resubmitted", now)
+        give_up = _given_up(state, now)
+    elif not n_ok:
+        state.backoff_step, state.backoff_until = 0, None
+    breaker = None
+    if streak >= int(current_app.config["DISPATCH_BREAKER_REJECTIONS"]):
+        if code == "mixed":
+            breaker = f"Permanent rejections with several SMPP codes for the last {streak} messages"
+        else:
+            described = smpp_codes.describe(code)
+            breaker = f"{smpp_codes.in_words(code)} for the last {streak} messages ({described.meaning})"
+    return breaker, give_up
 
 
 def _meaning(code):
@@ -278,19 +540,20 @@ def _count_hour(campaign, when, sent=0, delivered=0, failed=0):
 
 def dispatch_campaign(campaign_id, time_budget=None):
     """Replay due claims, then claim and submit batches while the allowance lasts (bounded in time)."""
-    budget = time_budget if time_budget is not None else float(current_app.config.get("DISPATCH_TIME_BUDGET", 20))
+    budget = time_budget if time_budget is not None else float(current_app.config["DISPATCH_TIME_BUDGET"])
     deadline = utcnow() + timedelta(seconds=budget)
     skip_stop_listed(campaign_id)
     submitted = 0
     for batch_id in due_batches(campaign_id):
-        if take_lease(batch_id) and submit_batch(batch_id) == "retry":
+        if take_lease(batch_id) and submit_batch(batch_id) != "submitted":
             return submitted  # the Core is struggling: leave the rest for the next tick
-    while utcnow() < deadline:
+    while utcnow() < deadline and not held_back(campaign_id):
         batch_id = claim_batch(campaign_id)
         if batch_id is None:
             break
-        if submit_batch(batch_id) == "retry":
-            break
+        outcome = submit_batch(batch_id)
+        if outcome != "submitted":
+            break  # back-off, outage or refusal: the campaign's state says when to try again
         submitted += 1
     finish_if_complete(campaign_id)
     return submitted
@@ -347,12 +610,18 @@ def expire_overdue(now=None):
     return expired
 
 
-def campaigns_with_work():
-    """Sending campaigns with something to hand to the Core (queued recipients or open claims)."""
-    claimed = select(DispatchBatch.campaign_id).where(DispatchBatch.state == "claimed")
+def campaigns_with_work(now=None):
+    """Sending campaigns with something to hand to the Core now: claims due for a replay, or queued
+    recipients — unless the campaign is backing off or the Core is known down."""
+    now = now or utcnow()
+    due = select(DispatchBatch.campaign_id).where(DispatchBatch.state == "claimed",
+                                                  DispatchBatch.next_attempt_at <= now)
+    work = Campaign.id.in_(due)
+    if core_outage.current() is None:
+        waiting = select(DispatchState.campaign_id).where(DispatchState.backoff_until > now)
+        work = work | ((Campaign.queued_count > 0) & Campaign.id.not_in(waiting))
     return list(db.session.scalars(select(Campaign.id).where(
-        Campaign.status == "Sending", Campaign.archived_at.is_(None),
-        (Campaign.queued_count > 0) | Campaign.id.in_(claimed))))
+        Campaign.status == "Sending", Campaign.archived_at.is_(None), work)))
 
 
 def finish_completed():
@@ -369,25 +638,37 @@ FINAL = {"DELIVRD": "delivered", "UNDELIV": "failed", "EXPIRED": "failed", "REJE
 
 
 def poll_delivery_reports(limit=1000, max_pages=20):
-    """Read Core events from the persisted cursor and apply them; returns the number applied."""
+    """Read Core events from the persisted cursor, keep them, and apply every kept report whose
+    message is `sent`; returns the number applied. A Core outage is recorded (one `[core-down]`
+    line), not raised: the next poll simply tries again."""
     client = get_client()
-    applied = 0
     for _ in range(max_pages):
         state = db.session.get(SystemState, EVENTS_CURSOR)
         cursor = state.value if state else None
         db.session.rollback()
-        page = client.events(cursor=cursor, limit=limit)
+        try:
+            page = client.events(cursor=cursor, limit=limit)
+        except CoreUnavailable as exc:
+            core_outage.mark_down(exc)
+            break
+        except CoreThrottled as exc:
+            log.info("delivery reports: the Core throttles the events feed (retry after %.0f s)", exc.retry_after)
+            break
+        core_answered()
         events = page.get("events") or []
         if not events:
             break
-        applied += apply_events(events, page.get("next_cursor"), cursor)
+        keep_events(events, page.get("next_cursor"), cursor)
         if len(events) < limit:
             break
+    applied = apply_pending_reports()
+    drop_stale_reports()
     return applied
 
 
-def apply_events(events, next_cursor, expected_cursor):
-    """Apply one page of events and move the cursor in the same transaction (idempotent)."""
+def keep_events(events, next_cursor, expected_cursor):
+    """Store one page of final reports and move the cursor in the same transaction (idempotent:
+    a page another poller stored already changes nothing). Returns how many reports were kept."""
     now = utcnow()
     moved = db.session.execute(update(SystemState).where(
         SystemState.key == EVENTS_CURSOR, SystemState.value == (expected_cursor or ""))
@@ -395,41 +676,84 @@ def apply_events(events, next_cursor, expected_cursor):
     if not moved:
         if db.session.get(SystemState, EVENTS_CURSOR) is not None:
             db.session.rollback()
-            return 0  # another poller applied this page
+            return 0  # another poller stored this page
         db.session.add(SystemState(key=EVENTS_CURSOR, value=next_cursor or "", updated_at=now))
         db.session.flush()
-    by_id = {}
+    rows = {}
     for event in events:
         if event.get("status") in FINAL and str(event.get("id", "")).isdigit():
-            by_id[int(event["id"])] = event
-    if not by_id:
-        db.session.commit()
-        return 0
-    rows = db.session.execute(select(Recipient.id, Recipient.campaign_id, Recipient.number).where(
-        Recipient.id.in_(list(by_id)), Recipient.state == "sent")).all()
-    per_campaign = {}
-    delivered, failed, errors = [], [], []
-    for rid, campaign_id, number in rows:
-        event = by_id[rid]
-        outcome = FINAL[event["status"]]
+            rows.setdefault(int(event["id"]), {
+                "recipient_id": int(event["id"]), "core_id": str(event.get("core_id") or "")[:64] or None,
+                "status": event["status"], "error_code": str(event.get("error_code") or "")[:10] or None,
+                "done_at": _parse_time(event.get("done_at")) or now, "received_at": now})
+    if rows:
+        db.session.execute(_insert(PendingReport).on_conflict_do_nothing(index_elements=["recipient_id"]),
+                           list(rows.values()))
+    db.session.commit()
+    return len(rows)
+
+
+def apply_events(events, next_cursor, expected_cursor):
+    """Keep one page of events and apply what can be applied now; returns the number applied."""
+    keep_events(events, next_cursor, expected_cursor)
+    return apply_pending_reports([int(e["id"]) for e in events if str(e.get("id", "")).isdigit()])
+
+
+_APPLY_REPORTS = text(
+    "UPDATE recipients SET state = CASE WHEN p.status = 'DELIVRD' THEN 'delivered' ELSE 'failed' END, "
+    "delivered_at = p.done_at, "
+    "smpp_status = CASE WHEN p.status = 'DELIVRD' THEN recipients.smpp_status ELSE p.status END "
+    "FROM pending_reports p WHERE p.recipient_id = recipients.id AND recipients.state = 'sent' "
+    "AND recipients.id IN :ids "
+    "RETURNING recipients.id, recipients.campaign_id, recipients.number, recipients.state"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def apply_pending_reports(recipient_ids=None, chunk=5000):
+    """Apply kept reports whose message is `sent` (all of them, or those of `recipient_ids`).
+    Exactly once: the conditional UPDATE (`state = 'sent'`) returns only the rows it changed — a
+    concurrent applier waits for the row lock and then finds the row final — and the counters
+    move by what it returned, in the same transaction that deletes the applied reports."""
+    applied = 0
+    ids = list(recipient_ids) if recipient_ids is not None else None
+    while True:
+        query = select(PendingReport.recipient_id, PendingReport.status, PendingReport.error_code).join(
+            Recipient, Recipient.id == PendingReport.recipient_id).where(Recipient.state == "sent")
+        if ids is not None:
+            if not ids:
+                break
+            query = query.where(PendingReport.recipient_id.in_(ids[:chunk]))
+            ids = ids[chunk:]
+        pending = {rid: (status, code) for rid, status, code in db.session.execute(query.limit(chunk))}
+        if not pending:
+            db.session.rollback()
+            if ids:
+                continue
+            break
+        applied += _apply_reports(pending)
+        if ids is None and len(pending) < chunk:
+            break
+    return applied
+
+
+def _apply_reports(pending):
+    now = utcnow()
+    if db.engine.dialect.name == "postgresql":  # rows locked in id order: concurrent appliers queue, never deadlock
+        db.session.execute(text("SELECT id FROM recipients WHERE id IN :ids AND state = 'sent' ORDER BY id FOR UPDATE")
+                           .bindparams(bindparam("ids", expanding=True)), {"ids": list(pending)})
+    changed = db.session.execute(_APPLY_REPORTS, {"ids": list(pending)}).all()
+    db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(list(pending))))
+    per_campaign, errors = {}, []
+    for rid, campaign_id, number, state in changed:
         stats = per_campaign.setdefault(campaign_id, {"delivered": 0, "failed": 0})
-        stats[outcome] += 1
-        done_at = _parse_time(event.get("done_at")) or now
-        if outcome == "delivered":
-            delivered.append({"rid": rid, "t": done_at})
-        else:
-            failed.append({"rid": rid, "t": done_at, "s": event["status"]})
-            errors.append(MessageError(campaign_id=campaign_id, recipient_id=rid, number_tail=number[-3:],
-                                       smpp_status=event["status"], created_at=now,
-                                       reason=f"{_meaning(event['status'])} (error code {event.get('error_code') or '-'})"[:200]))
-    if delivered:
-        db.session.execute(text("UPDATE recipients SET state = 'delivered', delivered_at = :t "
-                                "WHERE id = :rid AND state = 'sent'"), delivered)
-    if failed:
-        db.session.execute(text("UPDATE recipients SET state = 'failed', delivered_at = :t, smpp_status = :s "
-                                "WHERE id = :rid AND state = 'sent'"), failed)
+        stats[state] += 1
+        if state == "failed":
+            status, code = pending[rid]
+            errors.append(MessageError(campaign_id=campaign_id, recipient_id=rid, number_tail=(number or "")[-3:],
+                                       smpp_status=status, created_at=now,
+                                       reason=f"{_meaning(status)} (error code {code or '-'})"[:200]))
     db.session.add_all(errors)
-    for campaign_id, stats in per_campaign.items():
+    for campaign_id, stats in sorted(per_campaign.items()):  # one lock order for concurrent appliers
         done = stats["delivered"] + stats["failed"]
         db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
             delivered_count=Campaign.delivered_count + stats["delivered"],
@@ -441,7 +765,23 @@ def apply_events(events, next_cursor, expected_cursor):
         pulse.record(db.session.get(Campaign, campaign_id).workspace_id, delivered=stats["delivered"],
                      failed=stats["failed"])
         finish_if_complete(campaign_id)
-    return len(rows)
+    return len(changed)
+
+
+REPORTS_KEPT = timedelta(days=7)  # as long as the Core keeps an idempotency key: no replay can come later
+
+
+def drop_stale_reports(now=None):
+    """Drop kept reports that can never apply: a repeated report (at-least-once feed) of a message
+    already final, one of a recipient that no longer exists (campaign deleted), or one older than
+    REPORTS_KEPT (its batch was never replayed: the campaign was cancelled with the claim open)."""
+    now = now or utcnow()
+    stale = select(PendingReport.recipient_id).outerjoin(Recipient, Recipient.id == PendingReport.recipient_id).where(
+        Recipient.id.is_(None) | Recipient.state.in_(("delivered", "failed", "stop_listed"))
+        | (PendingReport.received_at < now - REPORTS_KEPT))
+    dropped = db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(stale))).rowcount
+    db.session.commit()
+    return dropped
 
 
 def _parse_time(value):

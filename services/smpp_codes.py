@@ -104,3 +104,17 @@ def describe(status):
     if 0x400 <= value <= 0x4FF:
         return SmppStatus(code, "vendor specific", "An error defined by the SMSC vendor; ask the operator.", False)
     return SmppStatus(code, "reserved", "A reserved SMPP status; ask the operator what it means.", False)
+
+
+def is_transient(command_status):
+    """Back-off or give up? True for a submit status worth resubmitting later (throttled 0x58,
+    queue full 0x14, system error 0x08, bind trouble, receiver temporary error); every other
+    status — unknown and vendor ones included — is permanent for that message."""
+    return describe(command_status).transient
+
+
+def in_words(status):
+    """'ESME_RSUBMITFAIL' for '0x00000045'; the raw code when the status has no name."""
+    described = describe(status)
+    return described.name if described.name and described.name not in ("reserved", "vendor specific") \
+        else (described.code or "an unknown status")

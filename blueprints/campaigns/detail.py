@@ -8,7 +8,7 @@ from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
 from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
-from services import contributors, segments, smpp_codes
+from services import contributors, dispatch, segments, smpp_codes
 from services.errors import DomainError, NotFound
 
 TABS = {"recipients": "Recipients", "job-errors": "Job errors", "message-errors": "Message errors",
@@ -53,7 +53,7 @@ def detail(campaign_id):
                "problems": lifecycle.submit_problems(campaign) if campaign.status == "New" else [],
                "author_active": lifecycle.author_is_active_member(campaign),
                "job_error_count": job_error_count, "message_error_count": message_error_count,
-               "contributors": contributors.listing(campaign)}
+               "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign)}
     context["exports"] = _exports(campaign)
     if tab == "recipients":
         try:

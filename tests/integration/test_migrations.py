@@ -267,3 +267,47 @@ def test_0010_reads_the_key_as_the_app_does(app):
     finally:
         db.session.remove()
         upgrade()
+
+
+def test_0008_dispatch_under_faults_upgrades_and_downgrades_with_data(app):
+    """0008 adds failure/pause reasons, per-recipient resubmission, dispatch_states and
+    pending_reports; down to 0007 and back keeps campaigns, recipients and the delete trigger."""
+    from models import DispatchState, PendingReport, utcnow
+    from tests.campaign_factories import add_recipients, make_campaign
+    from tests.factories import make_user, make_workspace
+
+    ws = make_workspace("faults")
+    author = make_user("faults@example.com", workspace=ws, role="author")
+    campaign = make_campaign(ws, author, name="paused by the breaker", status="Sending", moderation="approved",
+                             pause_reason="ESME_RSUBMITFAIL for the last 500 messages")
+    add_recipients(campaign, ["491700000001", "491700000002"])
+    db.session.commit()
+    rid = db.session.execute(text("SELECT min(id) FROM recipients")).scalar()
+    db.session.execute(text("UPDATE recipients SET attempts = 2, state = 'sent' WHERE id = :r"), {"r": rid})
+    db.session.add(DispatchState(campaign_id=campaign.id, backoff_step=3, refusals=1, rejection_streak=7,
+                                 trouble="throttled", backoff_until=utcnow()))
+    db.session.add(PendingReport(recipient_id=rid, status="DELIVRD", done_at=utcnow(), received_at=utcnow()))
+    db.session.commit()
+    campaign_id = campaign.id
+    db.session.remove()
+    try:
+        downgrade(revision="0007")
+        tables = set(inspect(db.engine).get_table_names())
+        assert not {"dispatch_states", "pending_reports"} & tables
+        assert "pause_reason" not in {c["name"] for c in inspect(db.engine).get_columns("campaigns")}
+        assert "attempts" not in {c["name"] for c in inspect(db.engine).get_columns("recipients")}
+        assert db.session.execute(text("SELECT name FROM campaigns WHERE id = :c"), {"c": campaign_id}).scalar() \
+            == "paused by the breaker"
+        assert db.session.execute(text("SELECT count(*) FROM recipients")).scalar() == 2
+        db.session.remove()
+        upgrade()
+        row = db.session.execute(text("SELECT pause_reason, failure_reason FROM campaigns WHERE id = :c"),
+                                 {"c": campaign_id}).one()
+        assert row == (None, None)
+        assert db.session.execute(text("SELECT attempts FROM recipients WHERE id = :r"), {"r": rid}).scalar() is None
+        db.session.execute(text("DELETE FROM campaigns WHERE id = :c"), {"c": campaign_id})  # trigger survived
+        db.session.commit()
+        assert db.session.execute(text("SELECT count(*) FROM recipients")).scalar() == 0
+    finally:
+        db.session.remove()
+        upgrade()

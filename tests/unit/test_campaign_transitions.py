@@ -36,6 +36,7 @@ SPEC = {
     "start": ({"Pending"}, {"approved"}, "Sending", None),
     "pause": ({"Sending"}, {"approved"}, "Paused", None),
     "resume": ({"Paused"}, {"approved"}, "Sending", None),
+    "system_pause": ({"Sending"}, {"approved"}, "Paused", None),   # circuit breaker / give-up (issue 15)
     "cancel": (ACTIVE, ANY, "Cancelled", None),
     "finish": ({"Sending", "Paused"}, ANY, "Done", None),
     "fail": (ACTIVE, ANY, "Failed", None),
@@ -180,7 +181,7 @@ def test_unknown_event_is_a_clear_error(world):
         lifecycle.check(campaign, "explode")
 
 
-@pytest.mark.parametrize("event", ["build_finished", "build_failed", "fail", "expire", "build"])
+@pytest.mark.parametrize("event", ["build_finished", "build_failed", "fail", "expire", "build", "system_pause"])
 def test_people_cannot_trigger_system_events(world, event):
     ws, author, _, campaign = world
     with pytest.raises(DomainError):
