@@ -27,6 +27,11 @@ def _slot_key(campaign_id, slot):
     return f"mc:dispatch:{campaign_id}:{slot}"
 
 
+def release_slot(campaign_id, slot):
+    """Free a dispatch slot at once (its job finished, or died with its worker)."""
+    redis_connection().delete(_slot_key(campaign_id, slot))
+
+
 def schedule_campaign(campaign_id):
     """Enqueue dispatch jobs for a campaign into its free slots; returns how many were enqueued."""
     redis = redis_connection()
@@ -45,7 +50,7 @@ def dispatch_campaign(campaign_id, slot=0):
             return 0
         return dispatch.dispatch_campaign(campaign_id)
     finally:
-        redis_connection().delete(_slot_key(campaign_id, slot))
+        release_slot(campaign_id, slot)
 
 
 @app_job

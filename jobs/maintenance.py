@@ -17,7 +17,7 @@ from rq.worker import Worker
 import audit
 from extensions import redis_connection
 from jobs import QUEUES, app_job, get_queue
-from jobs.dispatch import _slot_key
+from jobs.dispatch import release_slot
 
 log = logging.getLogger("mc.jobs.maintenance")
 
@@ -96,7 +96,7 @@ def recover_stalled_work():
                         getattr(status, "value", status))
             if job.func_name == "jobs.dispatch.dispatch_campaign":
                 campaign_id, slot = (list(job.args) + [0])[:2]
-                connection.delete(_slot_key(campaign_id, slot))
+                release_slot(campaign_id, slot)
         if abandoned:
             recovered[name] = [job.id for job in abandoned]
     return recovered

@@ -185,7 +185,8 @@ def refuse(campaign, mismatch):
     log.error("dispatch refused: %s", mismatch)
     db.session.add(JobError(campaign_id=campaign.id, reason=reason[:200]))
     try:
-        lifecycle.apply(campaign, "fail", note=reason)   # commits the job error with the status change
+        # commits the job error with the status change; failure_reason puts it on the page's banner and the JSON
+        lifecycle.apply(campaign, "fail", values={"failure_reason": reason[:300]}, note=reason)
     except lifecycle.DomainError as exc:  # another job (or a person) moved it first: nothing is sent anyway
         db.session.rollback()
         log.warning("campaign %s: not failed by the fingerprint check: %s", campaign.id, exc)

@@ -180,6 +180,7 @@ def test_a_campaign_changed_in_the_database_after_approval_is_refused_at_dispatc
     [error] = db.session.execute(db.select(JobError).filter_by(campaign_id=campaign.id, upload_id=None)).scalars()
     assert error.reason.startswith("Dispatch refused: changed after approval (") and part in error.reason
     assert "nothing was sent" in error.reason
+    assert campaign.failure_reason == error.reason               # the page's banner and the JSON say why
     [event] = audit_events(action="campaigns.fingerprint_mismatch")
     assert any(part in changed for changed in event["after"]["changed"])
     assert audit_events(action="campaigns.fail")
@@ -202,6 +203,7 @@ def test_a_campaign_approved_through_the_api_is_bound_the_same_way(app, acme, si
     assert "sender_revision_id" in reason and "smpp.saddr" in reason
     response = app.test_client().get(f"/api/v1/campaigns/{campaign.id}", headers=bearer("author@acme.test", acme))
     assert response.get_json()["status"] == "Failed"
+    assert response.get_json()["failure_reason"].startswith("Dispatch refused: changed after approval")
 
 
 def test_the_product_offers_no_way_to_change_an_approved_campaign(app, acme, sim, core):
