@@ -148,3 +148,14 @@ def audit_events(app):
         events, _ = app.extensions["mc_audit"].find(all_workspaces=True, limit=500, **filters)
         return events
     return read
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(app):
+    """Every test starts with empty Flask-Limiter counters (per-IP sign-in limits, per-token Trigger
+    limit) in the test Redis: ids and the test client's address repeat from test to test."""
+    from extensions import limiter
+
+    with app.app_context():
+        limiter.reset()
+    yield
