@@ -312,8 +312,16 @@ def test_an_expired_form_says_so_and_changes_nothing(client, app, monkeypatch):
     assert as_json.status_code == 400 and as_json.json["error"]["code"] == "csrf_failed"
 
 
-def test_csrf_tokens_expire_after_the_configured_hour(app):
-    assert app.config["WTF_CSRF_TIME_LIMIT"] == 3600
+def test_shipped_defaults_expire_forms_after_an_hour_and_limit_sign_ins_per_address():
+    from config import load_config
+
+    cfg = load_config({"SECRET_KEY": "x"}, env={})
+    assert cfg["WTF_CSRF_TIME_LIMIT"] == 3600
+    assert cfg["LOGIN_RATE_LIMIT"] == "30 per minute" and cfg["TOTP_RATE_LIMIT"] == "10 per minute"
+    assert cfg["SIGNIN_CONCURRENCY"] == 2 and cfg["SIGNIN_WAIT_SECONDS"] == 5
+    assert cfg["RATELIMIT_STORAGE_URI"].startswith("redis+unix://")
+    assert load_config({"SECRET_KEY": "x"}, env={"REDIS_URL": "redis://h:6379/3"})["RATELIMIT_STORAGE_URI"] \
+        == "redis://h:6379/3"
 
 
 # --- 11. members' sign-ins in the workspace audit ---------------------------------------------------
