@@ -62,7 +62,6 @@ def authenticate(email, password):
         return user
     lockout.signed_in(attempt)
     lockout.record("auth.login", user.id, user.email)
-    db.session.refresh(user)
     return user
 
 
@@ -93,13 +92,13 @@ def complete_second_factor(user_id, code):
         raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
     lockout.signed_in(attempt)
     lockout.record("auth.login", user.id, user.email, note=f"second factor: {method}")
-    db.session.refresh(user)
     return user
 
 
-def verify_password_for(user_id, password, *, purpose):
+def verify_password_for(user_id, password, *, purpose="password re-check"):
     """The password re-check of a signed-in user (password change, turning TOTP off, creating an API
-    token): counted by the lockout like a sign-in; see services/lockout.py."""
+    token — `purpose` names it in the audit): True when right; counted by the lockout like a sign-in,
+    False while the account is locked; raises SignInBusy (503). See services/lockout.py."""
     return lockout.verify_password_for(user_id, password, purpose=purpose)
 
 
