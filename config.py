@@ -71,10 +71,12 @@ def load_config(overrides=None, env=None):
         "PREFLIGHT_MIN_RECIPIENTS": _int(env, "PREFLIGHT_MIN_RECIPIENTS", 100_000),
         "CORE_PROBE_TIMEOUT": float(env.get("CORE_PROBE_TIMEOUT") or 3),
         "TRIGGER_RATE_PER_MINUTE": _int(env, "TRIGGER_RATE_PER_MINUTE", 600),
-        # Sign-in cost (services/passwords.py): verification slots per web process and how long a
-        # request waits for one before "busy, try again" (503); per-IP limits (Flask-Limiter syntax).
+        # Sign-in cost (services/passwords.py): verification slots per web process, how many requests
+        # may queue for one (each holds a web thread: keep it below WEB_THREADS - SIGNIN_CONCURRENCY)
+        # and for how long, before "busy, try again" (503); per-IP limits (Flask-Limiter syntax).
         "SIGNIN_CONCURRENCY": _int(env, "SIGNIN_CONCURRENCY", 2),
         "SIGNIN_WAIT_SECONDS": float(env.get("SIGNIN_WAIT_SECONDS") or 5),
+        "SIGNIN_MAX_WAITING": _int(env, "SIGNIN_MAX_WAITING", 28),
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT") or "30 per minute",
         "TOTP_RATE_LIMIT": env.get("TOTP_RATE_LIMIT") or "10 per minute",
         "TOTP_REQUIRED_FOR_ADMINS": _bool(env.get("TOTP_REQUIRED_FOR_ADMINS")),

@@ -292,15 +292,19 @@ def main():
 
     growth = max(0.0, peak["mb"] - baseline)
     signed_in = statuses.count(302)
+    signed_in_latencies = [lat for lat, code in zip(latencies, statuses) if code == 302]
     print(f"sign-in: {len(statuses)} POSTs, {signed_in} signed in, {statuses.count(503)} busy (503), "
-          f"{len(statuses) - signed_in - statuses.count(503)} other; p50 {statistics.median(latencies):.0f} ms, "
-          f"p95 {p95(latencies):.0f} ms, max {max(latencies):.0f} ms")
+          f"{len(statuses) - signed_in - statuses.count(503)} other; all answers p50 {statistics.median(latencies):.0f} ms, "
+          f"p95 {p95(latencies):.0f} ms, max {max(latencies):.0f} ms; the sign-ins that succeeded: "
+          f"p95 {p95(signed_in_latencies):.0f} ms")
     counts = {code: flood_codes.count(code) for code in sorted(set(flood_codes))}
     print(f"flood: {args.unknown} threads x {args.attempts} unknown-user attempts in {took:.1f} s, answers {counts}; "
           f"/healthz meanwhile: {len(healthz)} probes, p50 {statistics.median(healthz):.0f} ms, "
           f"p95 {p95(healthz):.0f} ms, max {max(healthz):.0f} ms")
     print(f"web RSS: {baseline:.0f} MB after warm-up, peak {peak['mb']:.0f} MB, growth {growth:.0f} MB")
     print("targets: sign-in p95 <= 1500 ms, /healthz p95 <= 200 ms, RSS growth <= 300 MB")
+    # The p95 of every answer: a busy answer (503) is a sign-in that did not happen, counted with its
+    # (short) time, so the line above also gives the successful ones' p95 and the number of 503s.
     print(f"RESULT signin_p95_ms={p95(latencies):.0f} healthz_p95_ms={p95(healthz):.0f} rss_growth_mb={growth:.0f}")
 
 

@@ -50,9 +50,14 @@ def count(audit_events, action):
 
 @pytest.fixture
 def no_ip_limit(app, monkeypatch):
-    """The bursts below come from one address: lift the per-IP limits so the lockout is what is tested."""
+    """The bursts below come from one address into one process: lift the per-IP limits and let the
+    whole burst queue for the verification slots, so the lockout is what is tested."""
     monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "10000 per minute")
     monkeypatch.setitem(app.config, "TOTP_RATE_LIMIT", "10000 per minute")
+    monkeypatch.setitem(app.config, "SIGNIN_MAX_WAITING", 2 * BURST)
+    app.extensions.pop("mc_verification_gate", None)
+    yield
+    app.extensions.pop("mc_verification_gate", None)
 
 
 # --- 1. the lockout holds under concurrency ---------------------------------------------------------
@@ -120,7 +125,7 @@ def test_parallel_wrong_second_factor_codes_get_three_checks_and_the_right_code_
 
 
 @pytest.mark.real_argon2
-def test_parallel_password_rechecks_count_on_the_same_lockout(app, audit_events):
+def test_parallel_password_rechecks_count_on_the_same_lockout(app, audit_events, no_ip_limit):
     user = make_user("op@example.com", workspace=make_workspace("acme"))
     user_id = user.id
     barrier = threading.Barrier(BURST, timeout=60)
@@ -295,6 +300,44 @@ def test_a_full_verification_gate_answers_busy_and_counts_nothing(app, client, m
     assert client.post("/login", data={"email": user.email, "password": PASSWORD}).status_code == 302
 
 
+def test_a_full_waiting_line_answers_busy_at_once_so_threads_stay_free(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "SIGNIN_CONCURRENCY", 1)
+    monkeypatch.setitem(app.config, "SIGNIN_MAX_WAITING", 1)
+    monkeypatch.setitem(app.config, "SIGNIN_WAIT_SECONDS", 10)
+    app.extensions.pop("mc_verification_gate", None)
+    user = make_user("op@example.com")
+    email = user.email
+    client.refresh_csrf()
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_only_slot():
+        with app.app_context(), passwords.verification_slot():
+            held.set()
+            release.wait(20)
+
+    def waiter():
+        other = app.test_client()
+        other.refresh_csrf()
+        return other.post("/login", data={"email": email, "password": PASSWORD}).status_code
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        holder = pool.submit(hold_the_only_slot)
+        held.wait(5)
+        queued = pool.submit(waiter)  # takes the one waiting place
+        deadline = time.monotonic() + 5
+        while app.extensions["mc_verification_gate"].waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        busy = client.post("/login", data={"email": email, "password": PASSWORD})
+        answered_in = time.monotonic() - started
+        release.set()
+        holder.result()
+        assert queued.result() == 302, "the one that waited signs in once the slot is free"
+    app.extensions.pop("mc_verification_gate", None)
+
+    assert busy.status_code == 503 and answered_in < 2, "no waiting place: busy at once, not after 10 s"
+
+
 def test_an_expired_form_says_so_and_changes_nothing(client, app, monkeypatch):
     user = make_user("op@example.com")
     monkeypatch.setitem(app.config, "WTF_CSRF_TIME_LIMIT", 1)
@@ -318,7 +361,7 @@ def test_shipped_defaults_expire_forms_after_an_hour_and_limit_sign_ins_per_addr
     cfg = load_config({"SECRET_KEY": "x"}, env={})
     assert cfg["WTF_CSRF_TIME_LIMIT"] == 3600
     assert cfg["LOGIN_RATE_LIMIT"] == "30 per minute" and cfg["TOTP_RATE_LIMIT"] == "10 per minute"
-    assert cfg["SIGNIN_CONCURRENCY"] == 2 and cfg["SIGNIN_WAIT_SECONDS"] == 5
+    assert cfg["SIGNIN_CONCURRENCY"] == 2 and cfg["SIGNIN_WAIT_SECONDS"] == 5 and cfg["SIGNIN_MAX_WAITING"] == 28
     assert cfg["RATELIMIT_STORAGE_URI"].startswith("redis+unix://")
     assert load_config({"SECRET_KEY": "x"}, env={"REDIS_URL": "redis://h:6379/3"})["RATELIMIT_STORAGE_URI"] \
         == "redis://h:6379/3"
