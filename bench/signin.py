@@ -293,10 +293,10 @@ def main():
     growth = max(0.0, peak["mb"] - baseline)
     signed_in = statuses.count(302)
     signed_in_latencies = [lat for lat, code in zip(latencies, statuses) if code == 302]
-    print(f"sign-in: {len(statuses)} POSTs, {signed_in} signed in, {statuses.count(503)} busy (503), "
-          f"{len(statuses) - signed_in - statuses.count(503)} other; all answers p50 {statistics.median(latencies):.0f} ms, "
-          f"p95 {p95(latencies):.0f} ms, max {max(latencies):.0f} ms; the sign-ins that succeeded: "
-          f"p95 {p95(signed_in_latencies):.0f} ms")
+    other = len(statuses) - signed_in - statuses.count(503)
+    print(f"sign-in: {len(statuses)} POSTs, {signed_in} signed in, {statuses.count(503)} busy (503), {other} other; "
+          f"all answers p50 {statistics.median(latencies):.0f} ms, p95 {p95(latencies):.0f} ms, "
+          f"max {max(latencies):.0f} ms; the sign-ins that succeeded: p95 {p95(signed_in_latencies):.0f} ms")
     counts = {code: flood_codes.count(code) for code in sorted(set(flood_codes))}
     print(f"flood: {args.unknown} threads x {args.attempts} unknown-user attempts in {took:.1f} s, answers {counts}; "
           f"/healthz meanwhile: {len(healthz)} probes, p50 {statistics.median(healthz):.0f} ms, "
