@@ -74,7 +74,7 @@ def load_config(overrides=None, env=None):
         # Sign-in cost (services/passwords.py): verification slots per web process, how many requests
         # may queue for one (each holds a web thread: keep it below WEB_THREADS - SIGNIN_CONCURRENCY)
         # and for how long, before "busy, try again" (503); per-IP limits (Flask-Limiter syntax).
-        "SIGNIN_CONCURRENCY": _int(env, "SIGNIN_CONCURRENCY", 2),
+        "SIGNIN_CONCURRENCY": _int(env, "SIGNIN_CONCURRENCY", 1),
         "SIGNIN_WAIT_SECONDS": float(env.get("SIGNIN_WAIT_SECONDS") or 5),
         "SIGNIN_MAX_WAITING": _int(env, "SIGNIN_MAX_WAITING", 28),
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT") or "30 per minute",

@@ -6,7 +6,7 @@ bind = f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 # processes spread them over the cores and the threads cover database and Redis waits. 4 x 8 on
 # two cores is what bench/load.py measured best (2 x 4 gave a third more p95 under the same load).
 # 32 threads because a sign-in waiting for an argon2 slot holds a thread (up to SIGNIN_CONCURRENCY +
-# SIGNIN_MAX_WAITING = 30 per process, so 2 stay free for other pages): with 8, a burst of sign-ins
+# SIGNIN_MAX_WAITING = 29 per process, so 3 stay free for other pages): with 8, a burst of sign-ins
 # queued /healthz behind it (bench/signin.py: /healthz p95 1.8 s -> 21 ms), and with 16 and at most
 # 14 sign-ins per process, uneven spreading over the processes turned 20 of 150 sign-ins into 503s.
 workers = int(os.environ.get("WEB_WORKERS", str(min(2 * (os.cpu_count() or 1), 8))))

@@ -361,7 +361,7 @@ def test_shipped_defaults_expire_forms_after_an_hour_and_limit_sign_ins_per_addr
     cfg = load_config({"SECRET_KEY": "x"}, env={})
     assert cfg["WTF_CSRF_TIME_LIMIT"] == 3600
     assert cfg["LOGIN_RATE_LIMIT"] == "30 per minute" and cfg["TOTP_RATE_LIMIT"] == "10 per minute"
-    assert cfg["SIGNIN_CONCURRENCY"] == 2 and cfg["SIGNIN_WAIT_SECONDS"] == 5 and cfg["SIGNIN_MAX_WAITING"] == 28
+    assert cfg["SIGNIN_CONCURRENCY"] == 1 and cfg["SIGNIN_WAIT_SECONDS"] == 5 and cfg["SIGNIN_MAX_WAITING"] == 28
     assert cfg["RATELIMIT_STORAGE_URI"].startswith("redis+unix://")
     assert load_config({"SECRET_KEY": "x"}, env={"REDIS_URL": "redis://h:6379/3"})["RATELIMIT_STORAGE_URI"] \
         == "redis://h:6379/3"
