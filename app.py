@@ -2,14 +2,15 @@
 import logging
 import re
 import uuid
+from urllib.parse import urlsplit
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, flash, g, jsonify, redirect, render_template, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from config import load_config
-from extensions import csrf, db, login_manager, migrate
+from extensions import csrf, db, limiter, login_manager, migrate
 from services import private_files
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -64,6 +65,7 @@ def create_app(config=None):
         private_files.protect_sqlite(db.engine)
     migrate.init_app(app, db, directory="migrations")
     csrf.init_app(app)
+    limiter.init_app(app)
     _configure_login(app)
 
     from blueprints import register_blueprints
@@ -155,8 +157,19 @@ def _wants_json():
     )
 
 
+def _local_referrer():
+    """The page a form was posted from, when it is a page of this site (path and query only)."""
+    ref = urlsplit(request.referrer or "")
+    if ref.netloc != request.host or not ref.path.startswith("/") or ref.path.startswith("//"):
+        return None
+    return ref.path + (f"?{ref.query}" if ref.query else "")
+
+
 def _register_error_handlers(app):
+    from flask_limiter.errors import RateLimitExceeded
     from flask_wtf.csrf import CSRFError
+
+    from services.passwords import SignInBusy
 
     messages = {
         400: "The request could not be understood.",
@@ -180,8 +193,26 @@ def _register_error_handlers(app):
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
         app.logger.warning("CSRF refused: %s", exc.description)
+        if exc.description == "The CSRF token has expired." and not _wants_json():
+            # A form left open past WTF_CSRF_TIME_LIMIT: back to the page it came from, saying so.
+            minutes = app.config["WTF_CSRF_TIME_LIMIT"] // 60
+            flash(f"This form was open for more than {minutes} minutes and has expired, so nothing was saved. "
+                  "Please fill it in again.", "error")
+            return redirect(_local_referrer() or "/", 303)
         return render_error(400, "The form expired or was not sent from this site. Reload the page and try again.",
                             "csrf_failed")
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc):
+        # Flask-Limiter adds Retry-After (RATELIMIT_HEADERS_ENABLED) to this response.
+        return render_error(429, exc.description, "rate_limited")
+
+    @app.errorhandler(SignInBusy)
+    def signin_busy(exc):
+        response, status = render_error(503, exc.message, exc.code)
+        response = app.make_response((response, status))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc):

@@ -79,6 +79,14 @@ def load_config(overrides=None, env=None):
         "PREFLIGHT_MIN_RECIPIENTS": _int(env, "PREFLIGHT_MIN_RECIPIENTS", 100_000),
         "CORE_PROBE_TIMEOUT": float(env.get("CORE_PROBE_TIMEOUT") or 3),
         "TRIGGER_RATE_PER_MINUTE": _int(env, "TRIGGER_RATE_PER_MINUTE", 600),
+        # Sign-in cost (services/passwords.py): verification slots per web process, how many requests
+        # may queue for one (each holds a web thread: keep it below WEB_THREADS - SIGNIN_CONCURRENCY)
+        # and for how long, before "busy, try again" (503); per-IP limits (Flask-Limiter syntax).
+        "SIGNIN_CONCURRENCY": _int(env, "SIGNIN_CONCURRENCY", 1),
+        "SIGNIN_WAIT_SECONDS": float(env.get("SIGNIN_WAIT_SECONDS") or 5),
+        "SIGNIN_MAX_WAITING": _int(env, "SIGNIN_MAX_WAITING", 28),
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT") or "30 per minute",
+        "TOTP_RATE_LIMIT": env.get("TOTP_RATE_LIMIT") or "10 per minute",
         "TOTP_REQUIRED_FOR_ADMINS": _bool(env.get("TOTP_REQUIRED_FOR_ADMINS")),
         "TOTP_PASSWORD_MIN_LENGTH": _int(env, "TOTP_PASSWORD_MIN_LENGTH", 8),
         "TOTP_ISSUER": env.get("TOTP_ISSUER") or "Message Center",
@@ -112,7 +120,16 @@ def load_config(overrides=None, env=None):
         "SESSION_COOKIE_NAME": "mc_session",
         "REMEMBER_COOKIE_HTTPONLY": True,
         "SESSION_REFRESH_EACH_REQUEST": True,
-        "WTF_CSRF_TIME_LIMIT": None,
+        # A form's CSRF token expires (the page then says so and nothing is changed).
+        "WTF_CSRF_TIME_LIMIT": _int(env, "CSRF_TIME_LIMIT_SECONDS", 3600),
+        # Flask-Limiter: shared counters in the app's Redis (RATELIMIT_STORAGE_URI is derived from
+        # REDIS_URL below); while Redis is unreachable each process limits on its own (in memory).
+        "RATELIMIT_STRATEGY": "moving-window",
+        "RATELIMIT_KEY_PREFIX": "mc",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         "WTF_CSRF_HEADERS": ["X-CSRFToken", "X-CSRF-Token"],
         "MAX_CONTENT_LENGTH": _int(env, "MAX_FORM_BYTES", 1024 * 1024),
         "MAX_FORM_MEMORY_SIZE": 500 * 1024,
@@ -121,6 +138,7 @@ def load_config(overrides=None, env=None):
     }
     cfg.update(overrides)
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
+    cfg["RATELIMIT_STORAGE_URI"] = limits_storage_uri(cfg["REDIS_URL"])
 
     if not cfg["SECRET_KEY"]:
         if cfg["MC_PRODUCTION"]:
@@ -130,6 +148,11 @@ def load_config(overrides=None, env=None):
         # ctn_hash keys (one per workspace) are derived from this; see services/numbers.py.
         cfg["CTN_HASH_KEY"] = cfg["SECRET_KEY"]
     return cfg
+
+
+def limits_storage_uri(redis_url):
+    """The `limits` library names a unix-socket Redis `redis+unix://`; TCP URLs are the same."""
+    return "redis+" + redis_url if redis_url.startswith("unix://") else redis_url
 
 
 def _dev_secret(data_dir):

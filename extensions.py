@@ -2,6 +2,8 @@
 import sqlite3
 
 from flask import current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -36,6 +38,9 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
 migrate = Migrate(compare_type=True, render_as_batch=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# Per-IP limits on the sign-in forms and the Trigger API's per-token limit; settings RATELIMIT_* in
+# config.py (Redis storage, in-memory fallback while Redis is down).
+limiter = Limiter(key_func=get_remote_address)
 
 
 def redis_connection():

@@ -60,8 +60,10 @@ def _current_actor():
 
 
 def record(action, *, workspace_id=None, object_type=None, object_id=None, before=None, after=None,
-           note=None, actor_id=None, actor_email=None, actor_role=None):
-    """Record one audit event. Explicit actor fields override the signed-in user (e.g. failed logins)."""
+           note=None, actor_id=None, actor_email=None, actor_role=None, member_of=None):
+    """Record one audit event. Explicit actor fields override the signed-in user (e.g. failed logins).
+    `member_of`: the actor's workspaces, for events that belong to no workspace (sign-ins): the event
+    then also shows in the audit log of each of those workspaces."""
     ctx_id, ctx_email, ctx_role = _current_actor()
     if workspace_id is None and has_request_context() and g.get("workspace") is not None:
         workspace_id = g.workspace.id
@@ -83,5 +85,7 @@ def record(action, *, workspace_id=None, object_type=None, object_id=None, befor
         "user_agent": request.user_agent.string[:300] if has_request_context() else None,
         "request_id": g.get("request_id") if has_request_context() else None,
     }
+    if member_of:
+        event["member_of"] = list(member_of)
     get_store().write(event)
     return event

@@ -78,6 +78,7 @@ def index_specs(retention_days: int = DEFAULT_RETENTION_DAYS) -> list[tuple[list
          {"name": "ws_object_ts"}),
         ([("workspace_id", asc), ("actor_email", asc), ("ts", desc)], {"name": "ws_actor_ts"}),
         ([("action", asc), ("ts", desc)], {"name": "action_ts"}),
+        ([("member_of", asc), ("ts", desc), ("_id", desc)], {"name": "member_ts"}),
     ]
 
 
@@ -579,7 +580,8 @@ class AuditStore:
                 # Refuse rather than guess: an unscoped query here would be a
                 # cross-tenant leak.
                 raise ValueError("workspace_id is required unless all_workspaces=True")
-            clauses.append({"workspace_id": workspace_id})
+            # The workspace's own events, and its members' sign-ins (recorded with `member_of`).
+            clauses.append({"$or": [{"workspace_id": workspace_id}, {"member_of": workspace_id}]})
         if actor:
             clauses.append({"actor_email": {"$regex": re.escape(actor), "$options": "i"}})
         if action:

@@ -5,19 +5,30 @@ holds the pending user and `/login/totp` (blueprints/security.py) finishes the s
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 import audit
 from blueprints import flash_error
 from blueprints.access import login_only, public
-from extensions import db
+from extensions import db, limiter
 from forms.auth import ChangePasswordForm, ConfirmForm, LoginForm
 from models import utcnow
 from services import accounts, join_requests, sessions, totp, workspaces
 from services.errors import DomainError
 
 bp = Blueprint("auth", __name__)
+
+TOO_MANY_SIGN_INS = "Too many sign-in attempts from your network. Wait a minute and try again."
+
+
+def refused(exc, template, **context):
+    """A refused sign-in step: the page with the message, 401 (503 + Retry-After when busy)."""
+    flash_error(exc)
+    response = current_app.make_response((render_template(template, **context), exc.status))
+    if getattr(exc, "retry_after", None):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def safe_next(target):
@@ -30,6 +41,7 @@ def safe_next(target):
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"], error_message=TOO_MANY_SIGN_INS)
 def login():
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")) or url_for("home.index"))
@@ -38,8 +50,7 @@ def login():
         try:
             user = accounts.authenticate(form.email.data, form.password.data)
         except DomainError as exc:
-            flash_error(exc)
-            return render_template("auth/login.html", form=form), 401
+            return refused(exc, "auth/login.html", form=form)
         session.clear()  # new session on sign-in (no fixation)
         if totp.is_enrolled(user):
             # Half signed in: the second step (blueprints/security.py) finishes the sign-in.

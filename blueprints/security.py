@@ -23,6 +23,8 @@ from flask_login import current_user, login_user, logout_user
 
 from blueprints import flash_error
 from blueprints.access import login_only, public, workspace_route
+from blueprints.auth import TOO_MANY_SIGN_INS, refused
+from extensions import limiter
 from forms.auth import (
     ConfirmForm,
     GdprEnableForm,
@@ -97,6 +99,7 @@ def _pending():
 
 @bp.route("/login/totp", methods=["GET", "POST"])
 @public
+@limiter.limit(lambda: current_app.config["TOTP_RATE_LIMIT"], methods=["POST"], error_message=TOO_MANY_SIGN_INS)
 def login_totp():
     if current_user.is_authenticated:
         return redirect(url_for("home.index"))
@@ -109,8 +112,7 @@ def login_totp():
         try:
             user = accounts.complete_second_factor(pending["uid"], form.code.data)
         except DomainError as exc:
-            flash_error(exc)
-            return render_template("security/login_totp.html", form=form), 401
+            return refused(exc, "security/login_totp.html", form=form)
         if user.session_epoch != pending.get("epoch"):
             session.clear()  # the password changed meanwhile: start again
             return redirect(url_for("auth.login"))

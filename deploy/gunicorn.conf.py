@@ -4,11 +4,15 @@ import os
 from services.access_log import RedactingLogger, secret_patterns
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '5000')}"
-# Two processes per core (at most 8) with 8 threads each: pages are CPU-bound Python, so the
+# Two processes per core (at most 8) with 32 threads each: pages are CPU-bound Python, so the
 # processes spread them over the cores and the threads cover database and Redis waits. 4 x 8 on
 # two cores is what bench/load.py measured best (2 x 4 gave a third more p95 under the same load).
+# 32 threads because a sign-in waiting for an argon2 slot holds a thread (up to SIGNIN_CONCURRENCY +
+# SIGNIN_MAX_WAITING = 29 per process, so 3 stay free for other pages): with 8, a burst of sign-ins
+# queued /healthz behind it (bench/signin.py: /healthz p95 1.8 s -> 21 ms), and with 16 and at most
+# 14 sign-ins per process, uneven spreading over the processes turned 20 of 150 sign-ins into 503s.
 workers = int(os.environ.get("WEB_WORKERS", str(min(2 * (os.cpu_count() or 1), 8))))
-threads = int(os.environ.get("WEB_THREADS", "8"))
+threads = int(os.environ.get("WEB_THREADS", "32"))
 worker_class = "gthread"
 # Uploads stream for minutes; the limit is on idle sockets, not on a request's total time.
 timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
@@ -31,3 +35,21 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def _return_large_blocks_to_the_os():
+    """Each argon2 verification allocates 19 MiB (services/passwords.py). glibc raises its mmap
+    threshold after the first such block is freed, so later ones come from per-thread heaps and stay
+    resident: measured 650 MB of growth over 4 workers x 8 threads (bench/signin.py). A fixed threshold
+    (1 MiB) keeps large blocks mmapped and unmapped on free; set here, in the master, before the
+    workers are forked, so they inherit it."""
+    import ctypes
+    import ctypes.util
+
+    libc_name = ctypes.util.find_library("c")
+    if libc_name and "libc.so" in libc_name:
+        m_mmap_threshold = -3
+        ctypes.CDLL(libc_name).mallopt(m_mmap_threshold, 1024 * 1024)
+
+
+_return_large_blocks_to_the_os()

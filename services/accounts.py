@@ -1,17 +1,18 @@
-"""Accounts: sign-in with database-backed lockout, user creation and password changes."""
-from datetime import timedelta
-
+"""Accounts: sign-in (claimed by the lockout in services/lockout.py before any check), user creation
+and password changes."""
 from flask import current_app
 from sqlalchemy import update
 
 import audit
 from extensions import db
-from models import User, utcnow
-from services import passwords, tokens, totp
+from models import User
+from services import lockout, passwords, tokens, totp
 from services.errors import DomainError
 
 SIGN_IN_REFUSED = "Invalid e-mail or password, or the account is temporarily locked. Try again in a minute."
 SECOND_FACTOR_REFUSED = "Invalid code, or the account is temporarily locked. Try again in a minute."
+WRONG_CURRENT_PASSWORD = ("Your current password is not correct. After three wrong attempts the account is "
+                          "locked for a minute.")
 
 
 def normalise_email(email):
@@ -25,78 +26,80 @@ def find_user(email):
 def authenticate(email, password):
     """Return the user on success, else raise DomainError with one message for every failure.
 
-    Unknown user, wrong password and locked account are indistinguishable to the caller. The
-    failure counter is incremented with an atomic UPDATE, so concurrent attempts on several
-    web processes cannot lose a count.
+    Unknown user, wrong password and locked account are indistinguishable to the caller, in the
+    message and in the cost (each is one argon2 verification). The attempt is claimed before the
+    password is checked (services/lockout.py), so a burst of parallel guesses gets at most
+    LOCKOUT_THRESHOLD verifications. Raises SignInBusy (503) when no verification slot is free.
     """
     email = normalise_email(email)
-    user = find_user(email)
-    now = utcnow()
-    password_ok = passwords.verify_password(user.password_hash if user else None, password)
+    with passwords.verification_slot():
+        attempt = lockout.claim(email=email)
+        if attempt is None:
+            passwords.dummy_verify(password)
+            password_ok = False
+        else:
+            password_ok = passwords.verify_password(attempt.password_hash, password)
+            if password_ok and attempt.is_active and passwords.needs_rehash(attempt.password_hash):
+                _rehash(attempt.user_id, password)
 
-    if user is None:
-        audit.record("auth.login_failed", actor_email=email, note="unknown account")
+    if attempt is None:
+        user = find_user(email)
+        if user is None:
+            audit.record("auth.login_failed", actor_email=email, note="unknown account")
+        else:
+            lockout.record("auth.login_refused", user.id, user.email, note="account locked")
         raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
-    if user.locked_until and user.locked_until > now:
-        audit.record("auth.login_failed", actor_id=user.id, actor_email=user.email, note="account locked")
-        raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
-    if not password_ok or not user.is_active:
-        _count_failure(user, now)
+    if not password_ok or not attempt.is_active:
+        lockout.failed(attempt, "auth.login_failed", "wrong password" if attempt.is_active else "inactive account")
         raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
 
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
+    user = db.session.get(User, attempt.user_id)
     if totp.is_enrolled(user):
-        # The failure counter is NOT reset here: only a complete sign-in resets it, so knowing the
-        # password does not buy fresh guesses at the second factor.
-        db.session.commit()
-        audit.record("auth.password_ok", actor_id=user.id, actor_email=user.email, note="second factor required")
+        # Only a complete sign-in resets the counter: the right password gives its own claim back,
+        # so knowing it buys no fresh guesses at the second factor.
+        lockout.give_back(attempt)
+        lockout.record("auth.password_ok", user.id, user.email, note="second factor required")
         return user
-    _signed_in(user, now)
-    audit.record("auth.login", actor_id=user.id, actor_email=user.email)
+    lockout.signed_in(attempt)
+    lockout.record("auth.login", user.id, user.email)
     return user
 
 
-def _signed_in(user, now):
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
+def _rehash(user_id, password):
+    """The stored hash uses other argon2 parameters than the shipped ones: store a new one."""
+    db.session.execute(update(User).where(User.id == user_id).values(password_hash=passwords.hash_password(password))
+                       .execution_options(synchronize_session=False))
     db.session.commit()
+    audit.record("auth.password_rehashed", actor_id=user_id, object_type="user", object_id=user_id,
+                 note="argon2 parameters changed")
 
 
 def complete_second_factor(user_id, code):
-    """The second step of a sign-in: a TOTP or recovery code. Failures count towards the same
-    lockout as wrong passwords; a locked account is refused with the same message."""
-    user = db.session.get(User, user_id)
-    now = utcnow()
-    if user is None or not user.is_active:
+    """The second step of a sign-in: a TOTP or recovery code. It claims an attempt on the same
+    counter as passwords before the code is checked; a locked account is refused with the same
+    message, without checking the code."""
+    with passwords.verification_slot():
+        attempt = lockout.claim(user_id=user_id)
+        user = db.session.get(User, user_id)
+        method = totp.verify(user, code) if attempt is not None and attempt.is_active else None
+    if attempt is None:
+        if user is not None:
+            lockout.record("auth.login_refused", user.id, user.email, note="account locked (second factor)")
         raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
-    if user.locked_until and user.locked_until > now:
-        audit.record("auth.login_failed", actor_id=user.id, actor_email=user.email, note="account locked (second factor)")
-        raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
-    method = totp.verify(user, code)
     if method is None:
-        _count_failure(user, now, note="wrong second-factor code")
+        lockout.failed(attempt, "auth.login_failed",
+                       "wrong second-factor code" if attempt.is_active else "inactive account (second factor)")
         raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
-    _signed_in(user, now)
-    audit.record("auth.login", actor_id=user.id, actor_email=user.email, note=f"second factor: {method}")
+    lockout.signed_in(attempt)
+    lockout.record("auth.login", user.id, user.email, note=f"second factor: {method}")
     return user
 
 
-def _count_failure(user, now, note=None):
-    threshold = current_app.config["LOCKOUT_THRESHOLD"]
-    db.session.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1))
-    db.session.commit()
-    db.session.refresh(user)
-    note = note or ("wrong password" if user.is_active else "inactive account")
-    if user.failed_logins >= threshold:
-        until = now + timedelta(seconds=current_app.config["LOCKOUT_SECONDS"])
-        db.session.execute(update(User).where(User.id == user.id).values(locked_until=until, failed_logins=0))
-        db.session.commit()
-        audit.record("auth.locked", actor_id=user.id, actor_email=user.email,
-                     object_type="user", object_id=user.id, after={"locked_until": until})
-        note += f"; account locked for {current_app.config['LOCKOUT_SECONDS']} s"
-    audit.record("auth.login_failed", actor_id=user.id, actor_email=user.email, note=note)
+def verify_password_for(user_id, password, *, purpose="password re-check"):
+    """The password re-check of a signed-in user (password change, turning TOTP off, creating an API
+    token — `purpose` names it in the audit): True when right; counted by the lockout like a sign-in,
+    False while the account is locked; raises SignInBusy (503). See services/lockout.py."""
+    return lockout.verify_password_for(user_id, password, purpose=purpose)
 
 
 def min_password_length(user=None):
@@ -128,15 +131,15 @@ def create_user(email, password, *, name="", is_superadmin=False, enforce_policy
     return user
 
 
-def check_current_password(user, password):
+def check_current_password(user, password, *, purpose="password re-check"):
     """The password re-check before a sensitive change of the signed-in account (password change,
-    API token creation)."""
-    if not passwords.verify_password(user.password_hash, password):
-        raise DomainError("Your current password is not correct.", code="wrong_password")
+    API token creation): counted by the lockout like a sign-in (services/lockout.py)."""
+    if not verify_password_for(user.id, password, purpose=purpose):
+        raise DomainError(WRONG_CURRENT_PASSWORD, code="wrong_password")
 
 
 def change_password(user, current_password, new_password):
-    check_current_password(user, current_password)
+    check_current_password(user, current_password, purpose="change password")
     check_password_policy(new_password, user.email, user=user)
     user.password_hash = passwords.hash_password(new_password)
     user.session_epoch = (user.session_epoch or 0) + 1  # ends the user's other sessions
@@ -148,7 +151,7 @@ def issue_api_token(user, workspace, name, days, password):
     """A new API token from the tokens page: a new credential, so the password is asked again.
     Returns (row, token) as `tokens.create_token` does."""
     days = tokens.lifetime_days(days)  # a wrong lifetime is refused before the password is tried
-    check_current_password(user, password)
+    check_current_password(user, password, purpose="create API token")
     # The hash just checked (after any rehash by the check): create_token refuses the token if the
     # stored one differs by the time the token is inserted.
     return tokens.create_token(user, workspace, name, days=days, password_hash_seen=user.password_hash)

@@ -4,7 +4,8 @@ Enrolment: `begin_enrolment` keeps an unconfirmed secret, the account page shows
 rendered here (segno, an SVG data URI — no external service), `confirm_enrolment` accepts the first
 code and returns the recovery codes, shown once. A code is accepted once (the last used 30-second
 step is kept); recovery codes are stored as argon2id hashes and each works once. Sign-in failures
-of the second step count towards the same lockout as wrong passwords (services/accounts).
+of the second step, and the code re-checks of a signed-in user, claim an attempt on the same lockout
+counter as passwords before the code is checked (services/lockout.py).
 """
 import hmac
 import secrets
@@ -18,7 +19,7 @@ from sqlalchemy import update
 import audit
 from extensions import db
 from models import RecoveryCode, UserTotp, utcnow
-from services import passwords
+from services import lockout, passwords
 from services.errors import DomainError
 
 RECOVERY_CODES = 10
@@ -171,7 +172,7 @@ def confirm_enrolment(user, code):
 
 
 def regenerate_recovery_codes(user, code):
-    if verify(user, code) != "totp":
+    if lockout.check_for(user.id, lambda: verify(user, code) == "totp", purpose="new recovery codes") is None:
         raise DomainError("Enter a current code from your authenticator app.", code="totp_wrong_code")
     codes = _new_recovery_codes(user)
     db.session.commit()
@@ -185,9 +186,9 @@ def disable(user, password, code, new_password=None):
     replaced in the same step (NIST 800-63B: 15 characters without a second factor)."""
     from services import accounts
 
-    if not passwords.verify_password(user.password_hash, password or ""):
-        raise DomainError("Your current password is not correct.", code="wrong_password")
-    if verify(user, code) is None:
+    if not lockout.verify_password_for(user.id, password or "", purpose="turn off two-step sign-in"):
+        raise DomainError(accounts.WRONG_CURRENT_PASSWORD, code="wrong_password")
+    if lockout.check_for(user.id, lambda: verify(user, code), purpose="turn off two-step sign-in") is None:
         raise DomainError("Enter a current code from your authenticator app, or an unused recovery code.",
                           code="totp_wrong_code")
     min_length = current_app.config.get("PASSWORD_MIN_LENGTH", 15)

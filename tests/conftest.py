@@ -71,7 +71,9 @@ def app(_data_dir):
     config = {"TESTING": True, "MC_DATA_DIR": _data_dir, "SECRET_KEY": "test-secret",
               "AUDIT_EMBEDDED_DIR": os.path.join(_data_dir, "audit"), "SERVER_NAME": "mc.test",
               # Figures as they are now; tests/integration/test_dashboard.py checks the shared cache itself.
-              "DASHBOARD_CACHE_SECONDS": 0}
+              "DASHBOARD_CACHE_SECONDS": 0,
+              # One address signs in dozens of users per test; test_signin_attack.py sets its own limits.
+              "LOGIN_RATE_LIMIT": "1000 per minute"}
     if not os.environ.get("DATABASE_URL"):
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{os.path.join(_data_dir, 'test.db')}"
     application = create_app(config)
@@ -148,3 +150,18 @@ def audit_events(app):
         events, _ = app.extensions["mc_audit"].find(all_workspaces=True, limit=500, **filters)
         return events
     return read
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(app):
+    """Every test starts with empty Flask-Limiter counters (per-IP sign-in limits, per-token Trigger
+    limit) in the test Redis: ids and the test client's address repeat from test to test. The
+    limiter is one object per process, so an app another test created (with another REDIS_URL) may
+    have re-pointed it: bind it to the test app's Redis again first."""
+    from extensions import limiter
+
+    limiter.init_app(app)
+    limiter._storage_dead = False  # a test may have left it on the in-memory fallback
+    with app.app_context():
+        limiter.reset()
+    yield

@@ -4,7 +4,8 @@ from flask import current_app, g, request
 from blueprints.api import api_error, api_route, bp
 from blueprints.api.contract import doc, parse_body, respond
 from blueprints.api.schemas.trigger import TriggerPush, TriggerResult
-from services import campaigns, ratelimit, trigger
+from extensions import limiter
+from services import campaigns, trigger
 from services.errors import Forbidden
 
 MAX_BODY = 256 * 1024  # 1,000 numbers of 15 digits fit many times over
@@ -19,13 +20,11 @@ MAX_BODY = 256 * 1024  # 1,000 numbers of 15 digits fit many times over
              413: "More than 1,000 numbers (too_many_numbers) or body too large (too_large)",
              429: "Rate limit per token (Retry-After)"})
 @respond(TriggerResult)
+@limiter.limit(lambda: f"{current_app.config['TRIGGER_RATE_PER_MINUTE']} per minute",
+               key_func=lambda: f"trigger-token:{g.api_token.id}",
+               error_message=lambda: f"More than {current_app.config['TRIGGER_RATE_PER_MINUTE']} requests in a "
+                                     "minute with this token; retry after the seconds in Retry-After.")
 def push_recipients(campaign_id):
-    try:
-        ratelimit.hit(f"trigger:{g.api_token.id}", current_app.config.get("TRIGGER_RATE_PER_MINUTE", 600), 60)
-    except ratelimit.RateLimited as exc:
-        response, status = api_error(429, exc.code, exc.message)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response, status
     if request.content_length is None or request.content_length > MAX_BODY:
         return api_error(413, "too_large", f"Send a JSON body of at most {MAX_BODY // 1024} KB "
                                            "(1,000 numbers per call).")

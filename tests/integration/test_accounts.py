@@ -90,7 +90,9 @@ def test_unknown_user_wrong_password_and_locked_account_look_the_same(client, ap
         assert REFUSED in page(response)
         assert "locked until" not in page(response).lower()
     assert [e["note"] for e in reversed(audit_events(action="auth.login_failed"))] == [
-        "unknown account", "wrong password", "account locked"]
+        "unknown account", "wrong password"]
+    # Refused while locked: recorded, but not a verification (the password was not looked at).
+    assert [e["note"] for e in audit_events(action="auth.login_refused")] == ["account locked"]
     assert audit_events(action="auth.login_failed")[-1]["actor_email"] == "nobody@example.com"
 
 
@@ -114,13 +116,13 @@ def test_third_wrong_password_locks_the_account_and_the_right_one_is_refused_mea
     assert client.get("/account").status_code == 302  # not signed in
 
     assert actions(audit_events) == ["auth.login_failed", "auth.login_failed", "auth.locked",
-                                     "auth.login_failed", "auth.login_failed"]
+                                     "auth.login_failed", "auth.login_refused"]
     locked = audit_events(action="auth.locked")[0]
     assert locked["object_type"] == "user" and locked["object_id"] == str(row.id)
     assert locked["after"]["locked_until"].startswith(row.locked_until.isoformat()[:19])
     notes = [e["note"] for e in reversed(audit_events(action="auth.login_failed"))]
     assert notes[2] == "wrong password; account locked for 60 s"
-    assert notes[3] == "account locked"
+    assert audit_events(action="auth.login_refused")[0]["note"] == "account locked"
 
 
 def test_lockout_duration_comes_from_config_and_ends(client, app, monkeypatch, audit_events):
