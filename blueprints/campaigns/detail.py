@@ -67,6 +67,7 @@ def detail(campaign_id):
         except DomainError as exc:
             flash(exc.message, "error")
             page = queries.RecipientPageView(rows=[], total=campaign.recipients_count)
+            context["search_refused"] = True
         context.update(page=page, search=search)
     elif tab == "job-errors":
         context["job_errors"] = queries.job_errors(campaign, limit=100, may_view_full=can("numbers.view_full"))

@@ -85,6 +85,7 @@ def test_moderator_without_the_right_gets_one_refusal_whether_the_number_exists_
     assert _visible(known.get_data(as_text=True), KNOWN) == _visible(unknown.get_data(as_text=True), UNKNOWN)
     page = _visible(known.get_data(as_text=True), KNOWN)
     assert "Search by hash" in page and "view numbers" in page
+    assert "Nothing was searched" in page and "No recipient matches" not in page  # a refusal, not a miss
     assert mask_number(KNOWN) not in page and "567" not in page
 
 
