@@ -133,9 +133,12 @@ def create_user(email, password, *, name="", is_superadmin=False, enforce_policy
 
 def check_current_password(user, password, *, purpose="password re-check"):
     """The password re-check before a sensitive change of the signed-in account (password change,
-    API token creation): counted by the lockout like a sign-in (services/lockout.py)."""
-    if not verify_password_for(user.id, password, purpose=purpose):
+    API token creation): counted by the lockout like a sign-in (services/lockout.py). Returns the
+    stored hash the password was checked against."""
+    checked = lockout.verified_hash_for(user.id, password, purpose=purpose)
+    if checked is None:
         raise DomainError(WRONG_CURRENT_PASSWORD, code="wrong_password")
+    return checked
 
 
 def change_password(user, current_password, new_password):
@@ -151,7 +154,7 @@ def issue_api_token(user, workspace, name, days, password):
     """A new API token from the tokens page: a new credential, so the password is asked again.
     Returns (row, token) as `tokens.create_token` does."""
     days = tokens.lifetime_days(days)  # a wrong lifetime is refused before the password is tried
-    check_current_password(user, password, purpose="create API token")
-    # The hash just checked (after any rehash by the check): create_token refuses the token if the
-    # stored one differs by the time the token is inserted.
-    return tokens.create_token(user, workspace, name, days=days, password_hash_seen=user.password_hash)
+    checked = check_current_password(user, password, purpose="create API token")
+    # The hash the password was checked against (not the user row, which may already hold a newer
+    # one): create_token refuses the token if the stored hash differs by the time it is inserted.
+    return tokens.create_token(user, workspace, name, days=days, password_hash_seen=checked)

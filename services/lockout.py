@@ -122,6 +122,12 @@ def verify_password_for(user_id, password, *, purpose):
     """The one password re-check for a signed-in user (`purpose` names it in the audit: "change
     password", "turn off two-step sign-in", "create API token"). Counted by the lockout like a
     sign-in; False for a wrong password and while the account is locked. Raises SignInBusy."""
+    return verified_hash_for(user_id, password, purpose=purpose) is not None
+
+
+def verified_hash_for(user_id, password, *, purpose):
+    """`verify_password_for`, answering with the stored hash the password was checked against (None
+    when refused): a caller that must not act on a password changed meanwhile compares it later."""
     with passwords.verification_slot():
         attempt = claim(user_id=user_id)
         if attempt is None:
@@ -136,7 +142,7 @@ def verify_password_for(user_id, password, *, purpose):
         give_back(attempt)
     else:
         failed(attempt, "auth.reauth_failed", f"{purpose}: wrong password")
-    return ok
+    return attempt.password_hash if ok else None
 
 
 def check_for(user_id, check, *, purpose):
