@@ -38,7 +38,7 @@ def child_exit(server, worker):
 
 
 def _return_large_blocks_to_the_os():
-    """Each argon2 verification allocates 19 MiB (services/passwords.py). glibc raises its mmap
+    """Each argon2 verification allocates 9 MiB (services/passwords.py). glibc raises its mmap
     threshold after the first such block is freed, so later ones come from per-thread heaps and stay
     resident: measured 650 MB of growth over 4 workers x 8 threads (bench/signin.py). A fixed threshold
     (1 MiB) keeps large blocks mmapped and unmapped on free; set here, in the master, before the
