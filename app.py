@@ -9,15 +9,12 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from blueprints import CSP
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
 from services import private_files
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "font-src 'self'; connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; "
-       "form-action 'self'; base-uri 'none'; object-src 'none'")
 
 
 class RequestIdFilter(logging.Filter):
@@ -110,8 +107,9 @@ def _configure_login(app):
 
 
 def _register_request_hooks(app):
-    from blueprints.access import can, enforce_access
     from flask import session
+
+    from blueprints.access import can, enforce_access
 
     @app.before_request
     def assign_request_id():
@@ -141,9 +139,8 @@ def _register_request_hooks(app):
 
     @app.context_processor
     def template_helpers():
-        from models import utcnow
-
         from blueprints.nav import workspace_nav
+        from models import utcnow
 
         nav = workspace_nav(app.view_functions, can) if g.get("workspace") is not None else []
         return {"can": can, "now": utcnow, "current_workspace": g.get("workspace"),

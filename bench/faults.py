@@ -144,7 +144,7 @@ def make_campaign(recipients, label):
     """A Sending, approved OnDemand campaign with `recipients` queued numbers in a new workspace."""
     from extensions import db
     from models import Campaign, Recipient, SenderName, SenderRevision, utcnow
-    from services import accounts, members, workspaces
+    from services import accounts, approval, members, workspaces
     from services.numbers import ctn_hash
 
     tag = uuid.uuid4().hex[:8]
@@ -167,8 +167,12 @@ def make_campaign(recipients, label):
     db.session.flush()
     prefix = 4910 + (int(tag, 16) % 80)
     numbers = [f"{prefix}{i:08d}" for i in range(1, recipients + 1)]
-    db.session.add_all(Recipient(campaign_id=campaign.id, number=n, ctn_hash=ctn_hash(n), state="queued")
+    db.session.add_all(Recipient(campaign_id=campaign.id, number=n, ctn_hash=ctn_hash(n, ws.id), state="queued")
                        for n in numbers)
+    db.session.commit()
+    # Approved: bind it by the approval fingerprint, as an approval does (migration 0009).
+    for column, value in approval.approval_values(campaign).items():
+        setattr(campaign, column, value)
     db.session.commit()
     return campaign.id
 

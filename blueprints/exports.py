@@ -4,8 +4,7 @@ Download is a streamed `send_file` of the generated file, only for members of th
 workspace allowed by the permission table (another workspace's id is a 404). An expired export
 answers 410 with a page that says so; one still being built answers 409.
 """
-from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_template, request, send_file,
-                   url_for)
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from blueprints.access import workspace_route

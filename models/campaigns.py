@@ -4,14 +4,14 @@ Status and moderation change only through services/campaigns.py (the transition 
 Counters are maintained by the ingest and dispatch jobs so pages never count recipients.
 """
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 MODES = ("OnDemand", "OnTime", "Spread", "Trigger")
 STATUSES = ("New", "Building", "Pending", "Sending", "Paused", "Done", "Cancelled", "Failed", "Expired")
 MODERATION = ("awaiting", "approved", "rejected")
 
 
-class Campaign(db.Model):
+class Campaign(Model):
     __tablename__ = "campaigns"
     __table_args__ = (
         db.CheckConstraint("mode IN ('OnDemand', 'OnTime', 'Spread', 'Trigger')", name="mode_known"),
@@ -83,7 +83,7 @@ db.Index("ix_campaigns_ws_start", Campaign.workspace_id, db.func.coalesce(Campai
          Campaign.id)
 
 
-class JobError(db.Model):
+class JobError(Model):
     """A workflow or parsing failure (a bad file line, a build failure) — the "Job errors" tab."""
 
     __tablename__ = "job_errors"
@@ -97,7 +97,7 @@ class JobError(db.Model):
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
 
-class MessageError(db.Model):
+class MessageError(Model):
     """A delivery rejection with its SMPP code — the "Message errors" tab."""
 
     __tablename__ = "message_errors"

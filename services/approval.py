@@ -18,7 +18,7 @@ clones it and the copy goes through moderation again) with a Job error naming wh
 import hashlib
 import json
 import logging
-from datetime import timezone
+from datetime import UTC
 
 from sqlalchemy import func, select, update
 
@@ -44,7 +44,7 @@ class FingerprintMismatch(Exception):
 
 
 def _when(value):
-    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def _day(value):

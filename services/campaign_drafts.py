@@ -13,9 +13,8 @@ use (the revision's, unless overridden in step 3) and `dton/dnpi` default to int
 Spread campaigns also get `start_at` = the first day's sending-window start (UTC), so the list's
 Start column and the dispatch tick see one start time for every scheduled mode.
 """
-import importlib
 import math
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -23,10 +22,10 @@ from sqlalchemy import select
 
 import audit
 from extensions import db
-from models import Campaign, Recipient, SenderName, SenderRevision, utcnow
+from models import Campaign, Recipient, SenderRevision, utcnow
 from models.campaigns import MODES
 from services import campaigns as lifecycle
-from services import contributors, segments, smpp
+from services import contributors, segments, senders, smpp
 from services.errors import DomainError, Forbidden
 from services.numbers import mask_number
 
@@ -109,25 +108,7 @@ def ensure_editable(campaign, membership, user):
 
 def approved_sender_revisions(workspace):
     """The sender revisions step 2 offers (the registry's current approved, non-archived names)."""
-    senders = _senders_module()
-    if senders is not None and hasattr(senders, "approved_revisions_for_wizard"):
-        return list(senders.approved_revisions_for_wizard(workspace))
-    rows = db.session.execute(
-        select(SenderRevision).join(SenderName, SenderName.id == SenderRevision.sender_id)
-        .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == "approved",
-               SenderName.archived_at.is_(None))).scalars()
-    newest = {}
-    for row in rows:
-        if row.sender_id not in newest or row.number > newest[row.sender_id].number:
-            newest[row.sender_id] = row
-    return sorted(newest.values(), key=lambda r: (r.sender.label.lower(), r.sender_id))
-
-
-def _senders_module():
-    try:
-        return importlib.import_module("services.senders")
-    except ImportError:
-        return None
+    return list(senders.approved_revisions_for_wizard(workspace))
 
 
 def effective_smpp(campaign):
@@ -175,7 +156,7 @@ def parse_local_datetime(value, workspace):
             raise ValueError("Enter the start as date and time, e.g. 2026-05-04 09:30.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_tz(workspace))
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def _date(value):
@@ -194,7 +175,7 @@ def local_input_value(dt, workspace):
 
 def window_start_utc(day, workspace):
     hours, minutes = (int(x) for x in workspace.window_start.split(":"))
-    return datetime.combine(day, time(hours, minutes), tzinfo=_tz(workspace)).astimezone(timezone.utc)
+    return datetime.combine(day, time(hours, minutes), tzinfo=_tz(workspace)).astimezone(UTC)
 
 
 # --- validation per step -----------------------------------------------------------------
@@ -210,7 +191,7 @@ def validate_mode(mode, campaign=None):
     return mode
 
 
-def validate_parameters(workspace, mode, values, current=None):
+def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 — issue 16: to split
     """Check step 2's values for `mode`; returns the column values to store. Raises InvalidFields."""
     errors, out = {}, {}
     name = " ".join(str(values.get("name") or "").split())

@@ -24,7 +24,7 @@ down (services/core_outage.py).
 import logging
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -32,8 +32,19 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 
 from extensions import db
 from gateway import CoreBadResponse, CoreRejected, CoreThrottled, CoreUnavailable, get_client
-from models import (Campaign, DailySent, DispatchBatch, DispatchState, HourlyStat, JobError, MessageError,
-                    PendingReport, Recipient, SystemState, utcnow)
+from models import (
+    Campaign,
+    DailySent,
+    DispatchBatch,
+    DispatchState,
+    HourlyStat,
+    JobError,
+    MessageError,
+    PendingReport,
+    Recipient,
+    SystemState,
+    utcnow,
+)
 from models.base import UTCDateTime
 from services import campaigns as lifecycle
 from services import core_outage, pulse, segments, smpp_codes
@@ -444,7 +455,7 @@ def apply_results(batch_id, results):
                            .bindparams(bindparam("t", type_=UTCDateTime())),
                            [dict(a, t=now) for a in accepted])
     if rejected:
-        numbers = dict(db.session.execute(select(Recipient.id, Recipient.number).where(
+        numbers: dict = dict(db.session.execute(select(Recipient.id, Recipient.number).where(
             Recipient.id.in_([r for r, _ in rejected]))).all())
         db.session.execute(text("UPDATE recipients SET state = 'failed', smpp_status = :s WHERE id = :rid "
                                 "AND batch_id = :b AND state = 'claimed'"),
@@ -474,7 +485,7 @@ def _requeue_transient(campaign, batch_id, retry, now):
     time (DISPATCH_RESUBMIT_SECONDS × 4^attempts, capped): bounded submissions per recipient."""
     base = float(current_app.config["DISPATCH_RESUBMIT_SECONDS"])
     cap = max(base, float(current_app.config["DISPATCH_BACKOFF_MAX_SECONDS"]))
-    attempts = dict(db.session.execute(select(Recipient.id, Recipient.attempts).where(
+    attempts: dict = dict(db.session.execute(select(Recipient.id, Recipient.attempts).where(
         Recipient.id.in_([r for r, _ in retry]))).all())
     table = Recipient.__table__
     db.session.execute(
@@ -530,7 +541,7 @@ def _meaning(code):
 def _count_hour(campaign, when, sent=0, delivered=0, failed=0):
     if not (sent or delivered or failed):
         return
-    hour = when.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    hour = when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     db.session.execute(_upsert(HourlyStat, {"campaign_id": campaign.id, "hour": hour,
                                             "workspace_id": campaign.workspace_id},
                                {"sent": sent, "delivered": delivered, "failed": failed}))
@@ -679,7 +690,7 @@ def keep_events(events, next_cursor, expected_cursor):
             return 0  # another poller stored this page
         db.session.add(SystemState(key=EVENTS_CURSOR, value=next_cursor or "", updated_at=now))
         db.session.flush()
-    rows = {}
+    rows: dict = {}
     for event in events:
         if event.get("status") in FINAL and str(event.get("id", "")).isdigit():
             rows.setdefault(int(event["id"]), {
@@ -743,7 +754,8 @@ def _apply_reports(pending):
                            .bindparams(bindparam("ids", expanding=True)), {"ids": list(pending)})
     changed = db.session.execute(_APPLY_REPORTS, {"ids": list(pending)}).all()
     db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(list(pending))))
-    per_campaign, errors = {}, []
+    per_campaign: dict = {}
+    errors: list = []
     for rid, campaign_id, number, state in changed:
         stats = per_campaign.setdefault(campaign_id, {"delivered": 0, "failed": 0})
         stats[state] += 1
@@ -791,4 +803,4 @@ def _parse_time(value):
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -12,10 +12,10 @@ resumes without losing or re-counting a line. Stop-listed numbers are counted an
 (dispatch re-checks the stop-list anyway). Neither the web process nor the worker ever holds the
 whole file or its list of numbers.
 """
+import contextlib
 import hashlib
 import logging
 import os
-import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from models.recipients import Recipient, Upload
 from services import campaigns as campaign_rules
 from services.errors import DomainError
 from services.numbers import display_number, display_text, hash_key, mask_number, parse_search
+from services.queues import JobNames, enqueue_job
 from services.recipient_files import IngestFailed, read_chunk, read_head
 from services.recipient_store import Probe, store_numbers
 
@@ -107,10 +108,8 @@ def spool_stream(stream, limit, *, chunk_size=COPY_CHUNK_BYTES):
 
 
 def discard_spool(path):
-    try:
+    with contextlib.suppress(FileNotFoundError, TypeError):
         os.unlink(path)
-    except (FileNotFoundError, TypeError):
-        pass
 
 
 def check_filename(name):
@@ -163,15 +162,10 @@ def start_upload(campaign, *, spool_path, size, source, original_name="", user=N
 
 
 def enqueue_ingest(upload):
-    from rq import Callback
-
-    from jobs import enqueue_job
-    from jobs.uploads import ingest_upload, on_ingest_failure
-
     # Generous timeout: a 1 GB file at ~50k lines/s is a few minutes; retries resume from the offset.
-    job = enqueue_job(ingest_upload, upload.id, queue="uploads", timeout=6 * 3600,
+    job = enqueue_job(JobNames.INGEST_UPLOAD, upload.id, queue="uploads", timeout=6 * 3600,
                       job_id=f"ingest-{upload.id}-{uuid.uuid4().hex[:8]}",
-                      on_failure=Callback(on_ingest_failure))
+                      on_failure=JobNames.ON_INGEST_FAILURE)
     db.session.execute(db.update(Upload).where(Upload.id == upload.id).values(job_id=job.id))
     db.session.commit()
     return job
@@ -263,7 +257,7 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
 
 # --- the ingest -------------------------------------------------------------------------------
 
-def ingest(upload_id, on_progress=None):
+def ingest(upload_id, on_progress=None):  # noqa: C901 — issue 16: to split
     """Ingest one upload from its committed offset to the end. Idempotent and resumable.
 
     Transient errors (database, Redis) propagate so RQ retries the job, which resumes from the
@@ -430,7 +424,7 @@ class RecipientRow:
 @dataclass
 class RecipientPage:
     rows: list
-    next_cursor: int = None
+    next_cursor: int | None = None
     total: int = 0       # from the campaign counter, never COUNT(*)
 
 

@@ -12,6 +12,7 @@ from models import Campaign, Recipient
 from services import numbers as numbering
 from services import stoplist
 from services.errors import Conflict, DomainError
+from services.queues import schedule_campaign
 
 MAX_NUMBERS = 1000
 
@@ -25,7 +26,8 @@ def push_numbers(campaign, raw_numbers):
     if len(raw_numbers) > MAX_NUMBERS:
         raise DomainError(f"At most {MAX_NUMBERS} numbers per call ({len(raw_numbers)} sent); split the list.",
                           code="too_many_numbers", status=413)
-    rejected, wanted = [], {}
+    rejected: list[dict] = []
+    wanted: dict[str, str] = {}
     for index, raw in enumerate(raw_numbers):
         if not isinstance(raw, str):
             rejected.append({"index": index, "reason": "not a string"})
@@ -52,8 +54,6 @@ def push_numbers(campaign, raw_numbers):
     audit.record("campaigns.trigger_push", workspace_id=campaign.workspace_id, object_type="campaign",
                  object_id=campaign.id, after={k: (v if isinstance(v, int) else len(v)) for k, v in result.items()})
     if inserted:
-        from jobs.dispatch import schedule_campaign
-
         schedule_campaign(campaign.id)
     return result
 
