@@ -5,19 +5,19 @@ Counters are maintained by the ingest and dispatch jobs so pages never count rec
 """
 from extensions import db
 from models.base import Model, UTCDateTime, utcnow
+from models.states import CampaignStatus, Mode, Moderation, check_in, values
 
-MODES = ("OnDemand", "OnTime", "Spread", "Trigger")
-STATUSES = ("New", "Building", "Pending", "Sending", "Paused", "Done", "Cancelled", "Failed", "Expired")
-MODERATION = ("awaiting", "approved", "rejected")
+MODES = values(Mode)
+STATUSES = values(CampaignStatus)
+MODERATION = values(Moderation)
 
 
 class Campaign(Model):
     __tablename__ = "campaigns"
     __table_args__ = (
-        db.CheckConstraint("mode IN ('OnDemand', 'OnTime', 'Spread', 'Trigger')", name="mode_known"),
-        db.CheckConstraint("status IN ('New', 'Building', 'Pending', 'Sending', 'Paused', 'Done', 'Cancelled', "
-                           "'Failed', 'Expired')", name="status_known"),
-        db.CheckConstraint("moderation IN ('awaiting', 'approved', 'rejected')", name="moderation_known"),
+        db.CheckConstraint(check_in("mode", Mode), name="mode_known"),
+        db.CheckConstraint(check_in("status", CampaignStatus), name="status_known"),
+        db.CheckConstraint(check_in("moderation", Moderation), name="moderation_known"),
         # Nothing sends unapproved, whatever writes the row (the transition table checks it first).
         db.CheckConstraint("status NOT IN ('Sending', 'Paused') OR moderation = 'approved'",
                            name="sending_needs_approval"),

@@ -5,6 +5,7 @@ SADDR/TON/NPI never change (the service refuses; on PostgreSQL a trigger refuses
 """
 from extensions import db
 from models.base import Model, UTCDateTime, utcnow
+from models.states import RevisionState, check_in
 
 REVISION_STATES = ("draft", "pending", "approved", "rejected", "archived")
 
@@ -28,7 +29,7 @@ class SenderRevision(Model):
     __tablename__ = "sender_revisions"
     __table_args__ = (
         db.UniqueConstraint("sender_id", "number", name="uq_sender_revisions_sender_number"),
-        db.CheckConstraint("state IN ('draft', 'pending', 'approved', 'rejected', 'archived')", name="state_known"),
+        db.CheckConstraint(check_in("state", RevisionState), name="state_known"),
         db.CheckConstraint("ton BETWEEN 0 AND 6", name="ton_range"),
         db.CheckConstraint("npi IN (0, 1, 3, 4, 6, 8, 9, 10, 14, 18)", name="npi_known"),
     )
