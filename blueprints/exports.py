@@ -55,10 +55,7 @@ def create(campaign_id):
 @bp.get("/exports/<int:export_id>")
 @workspace_route("exports.download")
 def show(export_id):
-    try:
-        export = service.get_export(g.workspace, export_id, g.membership, current_user)
-    except NotFound:
-        abort(404)
+    export = service.get_export(g.workspace, export_id, g.membership, current_user)
     progress = _progress(export)
     if _wants_json():
         return jsonify(service.status(export, progress))
@@ -82,7 +79,6 @@ def download(export_id):
                      download_name=service.download_name(export), conditional=True, max_age=0)
 
 
-@bp.app_context_processor
 def export_helpers():
     """For templates/campaigns/_exports.html (included by the campaign detail page)."""
     return {"campaign_exports": service.for_campaign, "export_ttl_hours": f"{service.ttl().total_seconds() / 3600:g}"}

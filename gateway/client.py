@@ -315,15 +315,15 @@ _cache: dict[str, Any] = {"key": None, "client": None}
 
 
 def client_settings(config: Mapping[str, Any]) -> JSON:
-    """CoreClient keyword arguments from a Flask config mapping (optional settings have defaults)."""
+    """CoreClient keyword arguments from a Flask config mapping (config.py declares every one)."""
     return {
         "base_url": config["CORE_URL"], "cert": config["CORE_CLIENT_CERT"], "key": config["CORE_CLIENT_KEY"],
         "ca": config["CORE_CA"],
-        "connect_timeout": float(config.get("CORE_CONNECT_TIMEOUT") or 5.0),
-        "read_timeout": float(config.get("CORE_READ_TIMEOUT") or 30.0),
-        "slow_seconds": float(config.get("CORE_SLOW_SECONDS") or 5.0),
-        "large_bytes": int(config.get("CORE_LARGE_BYTES") or 8 * MB),
-        "max_response_bytes": int(config.get("CORE_MAX_RESPONSE_BYTES") or 64 * MB),
+        "connect_timeout": float(config["CORE_CONNECT_TIMEOUT"]),
+        "read_timeout": float(config["CORE_READ_TIMEOUT"]),
+        "slow_seconds": float(config["CORE_SLOW_SECONDS"]),
+        "large_bytes": int(config["CORE_LARGE_BYTES"]),
+        "max_response_bytes": int(config["CORE_MAX_RESPONSE_BYTES"]),
     }
 
 

@@ -38,7 +38,6 @@ MODE_HELP = {
                "message goes out at once (for OTPs and alerts). Recipients are not uploaded.",
 }
 DEFAULT_DTON, DEFAULT_DNPI = 1, 1          # international, ISDN/E.164 — what the normaliser produces
-NOMINAL_RATE_PER_HOUR = 36_000             # 10 SMS/s: a conservative share of one Core channel
 MAX_SPREAD_DAYS = 366
 MAX_DAILY_LIMIT = 100_000_000
 EDITED_FIELDS = ("name", "mode", "sender_revision_id", "message_text", "daily_limit", "auto_start", "start_at",
@@ -508,7 +507,7 @@ def estimate(campaign, recipients=None):
     """
     workspace = campaign.workspace
     recipients = campaign.recipients_count if recipients is None else recipients
-    rate = current_app.config.get("CAMPAIGN_NOMINAL_RATE_PER_HOUR", NOMINAL_RATE_PER_HOUR)
+    rate = current_app.config["CAMPAIGN_NOMINAL_RATE_PER_HOUR"]
     hours = window_hours(workspace, campaign.mode == "Trigger" and campaign.ignore_daily_window)
     capacity = int(hours * rate)
     limited_by = "sending window"

@@ -136,7 +136,7 @@ def _cache_key(workspace_ids):
 
 def cached_campaign_figures(workspace_ids=None):
     """campaign_figures(), shared between requests and processes for DASHBOARD_CACHE_SECONDS."""
-    ttl = current_app.config.get("DASHBOARD_CACHE_SECONDS", 5)
+    ttl = current_app.config["DASHBOARD_CACHE_SECONDS"]
     if ttl <= 0:
         return campaign_figures(workspace_ids)
     key = _cache_key(workspace_ids)

@@ -51,7 +51,7 @@ class BadFormat(DomainError):
 # --- settings and paths ----------------------------------------------------------------------
 
 def ttl():
-    return timedelta(hours=float(current_app.config.get("EXPORT_TTL_HOURS") or 24))
+    return timedelta(hours=float(current_app.config["EXPORT_TTL_HOURS"]))
 
 
 def export_dir():

@@ -45,25 +45,20 @@ class UploadTooLarge(DomainError):
     status = 413
 
 
-def _cfg(name, default):
-    value = current_app.config.get(name)
-    return default if value is None else value
-
-
 def browser_limit():
-    return int(_cfg("UPLOAD_BROWSER_MAX_BYTES", 50 * 1024 * 1024))
+    return int(current_app.config["UPLOAD_BROWSER_MAX_BYTES"])
 
 
 def api_limit():
-    return int(_cfg("UPLOAD_API_MAX_BYTES", 1024 * 1024 * 1024))
+    return int(current_app.config["UPLOAD_API_MAX_BYTES"])
 
 
 def chunk_lines():
-    return max(1, int(_cfg("UPLOAD_CHUNK_LINES", 50_000)))
+    return max(1, int(current_app.config["UPLOAD_CHUNK_LINES"]))
 
 
 def errors_stored():
-    return int(_cfg("UPLOAD_ERRORS_STORED", 1000))
+    return int(current_app.config["UPLOAD_ERRORS_STORED"])
 
 
 def spool_dir():
