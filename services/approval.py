@@ -26,6 +26,8 @@ import audit
 from extensions import db
 from models import Campaign, Recipient, Upload
 from models.campaigns import JobError
+from models.states import Mode
+from models.states import Moderation as M
 from services import campaign_drafts, segments
 from services import campaigns as lifecycle  # a cycle by design: lifecycle asks approval_values() on approve
 
@@ -53,7 +55,7 @@ def _day(value):
 
 def recipient_set(campaign):
     """Each finished upload's SHA-256 and counts, and the campaign's recipient count (None: Trigger)."""
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         return None
     uploads = db.session.execute(
         select(Upload.id, Upload.sha256, Upload.bytes_total, Upload.lines, Upload.accepted, Upload.duplicates,
@@ -162,7 +164,7 @@ def verify_for_dispatch(campaign_id):
     be dispatched; False when it was refused (it is Failed now, with a Job error; nothing is sent).
     Campaigns that are not approved are left to dispatch's own rules (they never get an allowance)."""
     campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None or campaign.moderation != "approved":
+    if campaign is None or campaign.moderation != M.APPROVED:
         return True
     db.session.refresh(campaign)
     if campaign.approval_fingerprint == LEGACY:

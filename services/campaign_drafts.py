@@ -24,6 +24,8 @@ import audit
 from extensions import db
 from models import Campaign, Recipient, SenderRevision, utcnow
 from models.campaigns import MODES
+from models.states import CampaignStatus as S
+from models.states import Mode
 from services import campaigns as lifecycle
 from services import contributors, segments, senders, smpp
 from services.errors import DomainError, Forbidden
@@ -60,7 +62,7 @@ class InvalidFields(DomainError):
 
 def steps_for(campaign_or_mode):
     mode = getattr(campaign_or_mode, "mode", campaign_or_mode)
-    return [n for n in STEPS if not (n == 4 and mode == "Trigger")]
+    return [n for n in STEPS if not (n == 4 and mode == Mode.TRIGGER)]
 
 
 def next_step(campaign, step):
@@ -86,7 +88,7 @@ def get_editable(workspace, campaign_id, membership, user):
 
 def is_uploading(campaign):
     """A draft whose recipient upload is running: the pipeline moved it to Building (not submitted)."""
-    return campaign.status == "Building" and campaign.submitted_at is None and campaign.archived_at is None
+    return campaign.status == S.BUILDING and campaign.submitted_at is None and campaign.archived_at is None
 
 
 def ensure_editable(campaign, membership, user):
@@ -97,7 +99,7 @@ def ensure_editable(campaign, membership, user):
     if is_uploading(campaign):
         raise lifecycle.IllegalTransition("Recipients are still being read; edit the draft again when the "
                                           "upload has finished.")
-    if campaign.status != "New":
+    if campaign.status != S.NEW:
         raise lifecycle.IllegalTransition(
             f"Campaign #{campaign.id} is {campaign.status}; only drafts (status New) can be edited. "
             "Clone it to start a changed copy.")
@@ -183,7 +185,7 @@ def validate_mode(mode, campaign=None):
     mode = (mode or "").strip()
     if mode not in MODES:
         raise InvalidFields({"mode": f"Choose a delivery mode: {', '.join(MODES)}."})
-    if campaign is not None and mode == "Trigger" and campaign.recipients_count:
+    if campaign is not None and mode == Mode.TRIGGER and campaign.recipients_count:
         raise InvalidFields({"mode": "A Trigger campaign starts empty, but this draft already has "
                                      f"{campaign.recipients_count} recipients. Clone it into a new "
                                      "campaign and choose Trigger there."})
@@ -243,7 +245,7 @@ def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 â€
     out["spread_first_day"] = out["spread_last_day"] = None
     out["ignore_daily_window"] = False
     now = utcnow()
-    if mode == "OnTime":
+    if mode == Mode.ON_TIME:
         raw = values.get("start_at")
         if _blank(raw):
             errors["start_at"] = f"Choose when to send (date and time in {workspace.timezone})."
@@ -256,7 +258,7 @@ def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 â€
                 if start <= now:
                     errors["start_at"] = f"The start must be in the future ({workspace.timezone} time)."
                 out["start_at"] = start
-    elif mode == "Spread":
+    elif mode == Mode.SPREAD:
         first_raw = values.get("window_start", values.get("spread_first_day"))
         last_raw = values.get("window_end", values.get("spread_last_day"))
         today = today_in(workspace)
@@ -283,7 +285,7 @@ def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 â€
         out["spread_first_day"], out["spread_last_day"] = first, last
         if first:
             out["start_at"] = window_start_utc(first, workspace)
-    elif mode == "Trigger":
+    elif mode == Mode.TRIGGER:
         out["ignore_daily_window"] = _bool(values.get("ignore_daily_window"))
 
     if errors:
@@ -337,7 +339,7 @@ def _save(campaign, changes, step, user, action="campaigns.edited"):
     after = _snapshot(campaign)
     changed = [k for k in EDITED_FIELDS if before[k] != after[k]]
     campaign.wizard_step = max(campaign.wizard_step or 1, next_step(campaign, step))
-    if campaign.wizard_step == 4 and campaign.mode == "Trigger":
+    if campaign.wizard_step == 4 and campaign.mode == Mode.TRIGGER:
         campaign.wizard_step = 5
     campaign.updated_at = utcnow()
     contributors.record(campaign, user, "edited")
@@ -393,7 +395,7 @@ def save_smpp(workspace, campaign_id, values, membership, user):
 def finish_recipients(workspace, campaign_id, membership, user):
     """Step 4 â†’ 5. Recipients are added by the upload pipeline; this only moves the wizard on."""
     campaign = get_editable(workspace, campaign_id, membership, user)
-    if campaign.mode != "Trigger" and not campaign.recipients_count and not lifecycle.uploads_running(campaign):
+    if campaign.mode != Mode.TRIGGER and not campaign.recipients_count and not lifecycle.uploads_running(campaign):
         raise InvalidFields({"recipients": "Upload a list of recipients before you continue."})
     return _save(campaign, {}, 4, user)
 
@@ -421,7 +423,7 @@ def create_complete(workspace, membership, user, payload):
     if errors:
         raise InvalidFields(errors)
     campaign = Campaign(workspace_id=workspace.id, author_id=user.id, mode=mode, status="New",
-                        moderation="awaiting", wizard_step=5 if mode == "Trigger" else 4, **values)
+                        moderation="awaiting", wizard_step=5 if mode == Mode.TRIGGER else 4, **values)
     db.session.add(campaign)
     db.session.flush()
     contributors.record(campaign, user, "created")
@@ -439,7 +441,7 @@ def clone(workspace, campaign_id, membership, user):
     copy = Campaign(workspace_id=workspace.id, author_id=user.id, status="New", moderation="awaiting",
                     name=_copy_name(source.name), mode=source.mode, message_text=source.message_text,
                     daily_limit=source.daily_limit, auto_start=source.auto_start,
-                    ignore_daily_window=source.ignore_daily_window and source.mode == "Trigger",
+                    ignore_daily_window=source.ignore_daily_window and source.mode == Mode.TRIGGER,
                     dton=source.dton, dnpi=source.dnpi)
     notes = []
     approved = {r.id: r for r in approved_sender_revisions(workspace)}
@@ -449,17 +451,17 @@ def clone(workspace, campaign_id, membership, user):
     elif source.sender_revision_id is not None:
         notes.append("its sender name is no longer approved â€” choose one in step 2")
     now = utcnow()
-    if source.mode == "OnTime" and source.start_at and source.start_at > now:
+    if source.mode == Mode.ON_TIME and source.start_at and source.start_at > now:
         copy.start_at = source.start_at
-    elif source.mode == "OnTime":
+    elif source.mode == Mode.ON_TIME:
         notes.append("set a new start time")
-    if source.mode == "Spread":
+    if source.mode == Mode.SPREAD:
         if source.spread_first_day and source.spread_first_day >= today_in(workspace):
             copy.spread_first_day, copy.spread_last_day = source.spread_first_day, source.spread_last_day
             copy.start_at = source.start_at
         else:
             notes.append("choose a new Spread window")
-    copy.wizard_step = 2 if notes else (5 if copy.mode == "Trigger" else 4)
+    copy.wizard_step = 2 if notes else (5 if copy.mode == Mode.TRIGGER else 4)
     db.session.add(copy)
     db.session.flush()
     contributors.record(copy, user, "created")
@@ -508,21 +510,21 @@ def estimate(campaign, recipients=None):
     workspace = campaign.workspace
     recipients = campaign.recipients_count if recipients is None else recipients
     rate = current_app.config["CAMPAIGN_NOMINAL_RATE_PER_HOUR"]
-    hours = window_hours(workspace, campaign.mode == "Trigger" and campaign.ignore_daily_window)
+    hours = window_hours(workspace, campaign.mode == Mode.TRIGGER and campaign.ignore_daily_window)
     capacity = int(hours * rate)
     limited_by = "sending window"
     if campaign.daily_limit and campaign.daily_limit < capacity:
         capacity, limited_by = campaign.daily_limit, "daily limit"
     result = {"recipients": recipients, "window_hours": hours, "rate_per_hour": rate,
               "capacity_per_day": capacity, "limited_by": limited_by, "days": None, "warning": None}
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         result["warning"] = "Trigger campaigns have no list: numbers arrive through the API after the start."
         return result
     if not recipients or capacity <= 0:
         result["days"] = 0 if not recipients else None
         return result
     days = math.ceil(recipients / capacity)
-    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+    if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         window_days = (campaign.spread_last_day - campaign.spread_first_day).days + 1
         per_day = math.ceil(recipients / window_days)
         result["per_day"] = per_day
@@ -540,7 +542,7 @@ def review(campaign):
     return {
         "segments": segments.count(campaign.message_text),
         "smpp": values, "smpp_defaults": defaults, "smpp_overridden": overridden,
-        "sample": sample_numbers(campaign) if campaign.mode != "Trigger" else [],
+        "sample": sample_numbers(campaign) if campaign.mode != Mode.TRIGGER else [],
         "estimate": estimate(campaign),
         "problems": lifecycle.submit_problems(campaign),
     }

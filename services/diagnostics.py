@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 
 from extensions import db, redis_connection
+from models.states import Mode
 from services.queues import QUEUES, get_queue
 
 log = logging.getLogger("mc.diagnostics")
@@ -285,7 +286,7 @@ def large_campaigns(workspace_id=None, limit=10):
 
 
 def _window_minutes(campaign):
-    if campaign.mode == "Trigger" and campaign.ignore_daily_window:
+    if campaign.mode == Mode.TRIGGER and campaign.ignore_daily_window:
         return 24 * 60
     ws = campaign.workspace
     start_h, start_m = (int(x) for x in ws.window_start.split(":"))
@@ -314,7 +315,7 @@ def _finish_check(campaign, tps, today=None):
     item = "Daily limit and quiet hours can finish the campaign in its window"
     remaining = max(int(campaign.recipients_count or 0) - int(campaign.sent_count or 0)
                     - int(campaign.failed_count or 0), 0)
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         return _item(item, "pass", "Trigger campaigns send each pushed number at once.")
     if remaining == 0:
         return _item(item, "pass", "Nothing left to send.")
@@ -324,7 +325,7 @@ def _finish_check(campaign, tps, today=None):
     per_day_rate = minutes * 60 * tps if tps else None
     limit = campaign.daily_limit or None
     per_day = min(x for x in (per_day_rate, limit, float("inf")) if x)
-    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+    if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         from services.dispatch import local_now
 
         today = today or local_now(campaign.workspace).date()

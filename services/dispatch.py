@@ -46,6 +46,9 @@ from models import (
     utcnow,
 )
 from models.base import UTCDateTime
+from models.states import CampaignStatus as S
+from models.states import Mode
+from models.states import Moderation as M
 from services import campaigns as lifecycle
 from services import core_outage, pulse, segments, smpp_codes
 
@@ -70,7 +73,7 @@ def window_open(workspace, now=None):
 
 
 def respects_window(campaign):
-    return not (campaign.mode == "Trigger" and campaign.ignore_daily_window)
+    return not (campaign.mode == Mode.TRIGGER and campaign.ignore_daily_window)
 
 
 def sent_today(campaign, day):
@@ -81,7 +84,7 @@ def sent_today(campaign, day):
 def allowance(campaign, now=None, wanted=None):
     """How many messages this campaign may hand to the Core right now (0 = none)."""
     wanted = wanted if wanted is not None else batch_size()
-    if campaign.status != "Sending" or campaign.moderation != "approved" or campaign.archived_at:
+    if campaign.status != S.SENDING or campaign.moderation != M.APPROVED or campaign.archived_at:
         return 0
     workspace = campaign.workspace
     if respects_window(campaign) and not window_open(workspace, now):
@@ -162,7 +165,7 @@ def claim_batch(campaign_id, now=None):
     db.session.flush()
     spread = ""
     params = {"c": campaign_id, "b": batch.id, "n": size}
-    if campaign.mode == "Spread":
+    if campaign.mode == Mode.SPREAD:
         spread = " AND (spread_day IS NULL OR spread_day <= :today)"
         params["today"] = local_now(campaign.workspace, now).date()
     skip = " FOR UPDATE SKIP LOCKED" if postgres else ""
@@ -360,7 +363,7 @@ def system_pause(campaign_id, reason):
     """The system pauses a Sending campaign with a reason the operator reads; Resume continues."""
     campaign = db.session.get(Campaign, campaign_id)
     db.session.refresh(campaign)
-    if campaign.status != "Sending":
+    if campaign.status != S.SENDING:
         return False
     try:
         lifecycle.apply(campaign, "system_pause", values={"pause_reason": reason[:300]}, note=reason[:300])
@@ -411,12 +414,12 @@ def notice(campaign, now=None):
     {"kind": "system_paused" | "core_down" | "backing_off" | "failed", "since", "reason", "until"}."""
     now = now or utcnow()
     state = db.session.get(DispatchState, campaign.id)
-    if campaign.status == "Failed" and campaign.failure_reason:
+    if campaign.status == S.FAILED and campaign.failure_reason:
         return {"kind": "failed", "since": campaign.finished_at, "reason": campaign.failure_reason, "until": None}
-    if campaign.status == "Paused" and campaign.pause_reason:
+    if campaign.status == S.PAUSED and campaign.pause_reason:
         return {"kind": "system_paused", "since": state.paused_at if state else None,
                 "reason": campaign.pause_reason, "until": None}
-    if campaign.status != "Sending":
+    if campaign.status != S.SENDING:
         return None
     outage = core_outage.current()
     if outage:
@@ -573,7 +576,7 @@ def dispatch_campaign(campaign_id, time_budget=None):
 def finish_if_complete(campaign_id):
     campaign = db.session.get(Campaign, campaign_id)
     db.session.refresh(campaign)
-    if campaign.status != "Sending" or campaign.mode == "Trigger":
+    if campaign.status != S.SENDING or campaign.mode == Mode.TRIGGER:
         return False
     open_batches = db.session.scalar(select(func.count(DispatchBatch.id)).where(
         DispatchBatch.campaign_id == campaign_id, DispatchBatch.state == "claimed"))
@@ -590,11 +593,11 @@ def start_due_campaigns(now=None):
     now = now or utcnow()
     started = []
     waiting = db.session.scalars(select(Campaign).where(
-        Campaign.status == "Pending", Campaign.moderation == "approved", Campaign.auto_start.is_(True),
+        Campaign.status == S.PENDING, Campaign.moderation == M.APPROVED, Campaign.auto_start.is_(True),
         Campaign.archived_at.is_(None), Campaign.mode.in_(("OnTime", "Spread"))))
     for campaign in list(waiting):
-        due = (campaign.mode == "OnTime" and campaign.start_at and campaign.start_at <= now) or (
-            campaign.mode == "Spread" and campaign.spread_first_day
+        due = (campaign.mode == Mode.ON_TIME and campaign.start_at and campaign.start_at <= now) or (
+            campaign.mode == Mode.SPREAD and campaign.spread_first_day
             and campaign.spread_first_day <= local_now(campaign.workspace, now).date())
         if due:
             try:
@@ -610,7 +613,7 @@ def expire_overdue(now=None):
     now = now or utcnow()
     expired = []
     for campaign in list(db.session.scalars(select(Campaign).where(
-            Campaign.status.in_(("Sending", "Paused")), Campaign.mode == "Spread",
+            Campaign.status.in_(("Sending", "Paused")), Campaign.mode == Mode.SPREAD,
             Campaign.spread_last_day.isnot(None)))):
         if campaign.spread_last_day < local_now(campaign.workspace, now).date() and campaign.queued_count > 0:
             try:
@@ -632,13 +635,13 @@ def campaigns_with_work(now=None):
         waiting = select(DispatchState.campaign_id).where(DispatchState.backoff_until > now)
         work = work | ((Campaign.queued_count > 0) & Campaign.id.not_in(waiting))
     return list(db.session.scalars(select(Campaign.id).where(
-        Campaign.status == "Sending", Campaign.archived_at.is_(None), work)))
+        Campaign.status == S.SENDING, Campaign.archived_at.is_(None), work)))
 
 
 def finish_completed():
     """Sending campaigns whose every recipient is final are Done (Trigger campaigns end by hand)."""
     ids = db.session.scalars(select(Campaign.id).where(
-        Campaign.status == "Sending", Campaign.mode != "Trigger", Campaign.queued_count <= 0,
+        Campaign.status == S.SENDING, Campaign.mode != Mode.TRIGGER, Campaign.queued_count <= 0,
         Campaign.inflight_count <= 0))
     return [cid for cid in list(ids) if finish_if_complete(cid)]
 

@@ -27,6 +27,8 @@ from extensions import db
 from models import Campaign, utcnow
 from models.campaigns import JobError
 from models.recipients import Recipient, Upload
+from models.states import CampaignStatus as S
+from models.states import Mode
 from services import campaigns as campaign_rules
 from services.errors import DomainError
 from services.numbers import display_number, display_text, hash_key, mask_number, parse_search
@@ -119,11 +121,11 @@ def check_filename(name):
 # --- starting an upload ---------------------------------------------------------------------
 
 def ensure_may_upload(campaign):
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         raise DomainError("Trigger campaigns start empty; numbers arrive through the API after the start.",
                           code="trigger_campaign", status=409)
-    if campaign.archived_at is not None or campaign.status != "New":
-        what = "being built" if campaign.status == "Building" else campaign.status
+    if campaign.archived_at is not None or campaign.status != S.NEW:
+        what = "being built" if campaign.status == S.BUILDING else campaign.status
         raise DomainError(f"Recipients can be uploaded only to a draft campaign (this one is {what}).",
                           code="not_a_draft", status=409)
 
@@ -227,7 +229,7 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
     status, count = db.session.execute(
         db.select(Campaign.status, Campaign.recipients_count).filter_by(id=upload.campaign_id)
         .with_for_update(key_share=True)).one()
-    if status != "Building":
+    if status != S.BUILDING:
         db.session.rollback()
         return False
     inserted, stop_listed, duplicates = store_numbers(upload.campaign_id, upload.workspace_id, upload.id,
@@ -263,7 +265,7 @@ def ingest(upload_id, on_progress=None):  # noqa: C901 — issue 16: to split
     if upload is None or upload.state in ("done", "failed"):
         return upload
     campaign = db.session.get(Campaign, upload.campaign_id)
-    if campaign.status != "Building":
+    if campaign.status != S.BUILDING:
         return _abandon(upload, f"The campaign is {campaign.status}, not Building; the upload was stopped.")
     if upload.state != "running":
         upload.state = "running"
@@ -283,7 +285,7 @@ def ingest(upload_id, on_progress=None):  # noqa: C901 — issue 16: to split
                 if upload.state != "running":
                     return upload
                 status = db.session.execute(db.select(Campaign.status).filter_by(id=campaign.id)).scalar()
-                if status != "Building":
+                if status != S.BUILDING:
                     return _abandon(upload, f"The campaign became {status} during the upload; ingest stopped.")
                 if upload.bytes_done >= upload.bytes_total:
                     break
@@ -335,7 +337,7 @@ def _finish(upload):
         reason = "The file has no data lines (only a header)." if upload.lines else "The file is empty."
         if not db.session.execute(db.select(JobError.id).filter_by(upload_id=upload.id, line_no=None)).first():
             db.session.add(JobError(campaign_id=upload.campaign_id, upload_id=upload.id, reason=reason))
-    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+    if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         from services import spread
 
         spread.plan(campaign)
@@ -345,7 +347,7 @@ def _finish(upload):
     db.session.refresh(upload)
     discard_spool(upload.spool_path)
     db.session.refresh(campaign)
-    if campaign.status == "Building" and not _other_active_uploads(upload):
+    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
         campaign_rules.apply(campaign, "build_finished")
     log.info("upload %s done: %s lines, %s accepted, %s duplicates, %s rejected, %s stop-listed",
              upload.id, upload.lines, upload.accepted, upload.duplicates, upload.rejected, upload.stop_listed)
@@ -397,7 +399,7 @@ def _fail(upload, message):
     db.session.refresh(campaign)
     discard_spool(upload.spool_path)
     log.warning("upload %s failed: %s (%s recipients removed)", upload.id, message, removed)
-    if campaign.status == "Building" and not _other_active_uploads(upload):
+    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
         campaign_rules.apply(campaign, "build_failed")
     return upload
 

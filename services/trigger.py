@@ -9,6 +9,8 @@ from sqlalchemy import select, update
 import audit
 from extensions import db
 from models import Campaign, Recipient
+from models.states import CampaignStatus as S
+from models.states import Mode
 from services import numbers as numbering
 from services import stoplist
 from services.errors import Conflict, DomainError
@@ -18,7 +20,7 @@ MAX_NUMBERS = 1000
 
 
 def push_numbers(campaign, raw_numbers):
-    if campaign.mode != "Trigger" or campaign.status != "Sending" or campaign.archived_at is not None:
+    if campaign.mode != Mode.TRIGGER or campaign.status != S.SENDING or campaign.archived_at is not None:
         raise Conflict(f"Campaign #{campaign.id} does not accept numbers now: it must be a Trigger campaign "
                        f"in Sending (it is {campaign.mode}, {campaign.status}).", code="not_accepting")
     if not isinstance(raw_numbers, list) or not raw_numbers:

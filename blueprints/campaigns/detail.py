@@ -5,6 +5,7 @@ from flask_login import current_user
 from blueprints.access import can, workspace_route
 from blueprints.campaigns import bp
 from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
+from models.states import CampaignStatus as S
 from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
@@ -48,9 +49,9 @@ def detail(campaign_id):
                "action_form": ActionForm(), "reject_form": RejectForm(),
                "info": segments.count(campaign.message_text),
                "smpp": drafts.effective_smpp(campaign),
-               "editable": campaign.status == "New" and campaign.archived_at is None
+               "editable": campaign.status == S.NEW and campaign.archived_at is None
                and lifecycle.is_owner_or_manager(campaign, g.membership, current_user),
-               "problems": lifecycle.submit_problems(campaign) if campaign.status == "New" else [],
+               "problems": lifecycle.submit_problems(campaign) if campaign.status == S.NEW else [],
                "author_active": lifecycle.author_is_active_member(campaign),
                "job_error_count": job_error_count, "message_error_count": message_error_count,
                "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign)}
@@ -99,7 +100,7 @@ SUCCESS = {
 
 
 def _approved_message(campaign):
-    if campaign.status == "Sending":
+    if campaign.status == S.SENDING:
         return "Approved: it is sending now."
     if not campaign.auto_start:
         return "Approved. Auto-start is off: the author starts it with Start."
@@ -133,7 +134,7 @@ def act(campaign_id, action):
                                 step=result.wizard_step))
     if action == "approve":
         flash(_approved_message(result), "success")
-    elif action == "submit" and result.status == "Building":
+    elif action == "submit" and result.status == S.BUILDING:
         flash("Submitted. Recipients are being assigned to the days of the window; then it goes to the "
               "moderation queue.", "success")
     else:
