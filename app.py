@@ -9,15 +9,13 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from blueprints import CSP
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
 from services import private_files
+from services.errors import DomainError, Forbidden, NotFound
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "font-src 'self'; connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; "
-       "form-action 'self'; base-uri 'none'; object-src 'none'")
 
 
 class RequestIdFilter(logging.Filter):
@@ -110,22 +108,37 @@ def _configure_login(app):
 
 
 def _register_request_hooks(app):
-    from blueprints.access import can, enforce_access
+    """Every request hook and context processor of the app, in one place and in this order.
+
+    before_request, in order:
+      1. assign_request_id — first, even ahead of the hooks the extensions registered in init_app
+         (CSRF check, rate limit), so everything after it (and its log lines, error pages) carries the id;
+      2. check_session — a revoked / expired signed-in session is ended (and told) before anything else;
+      3. require_second_factor — an admin without a required second factor goes to enrolment;
+      4. idle_timeout — the session is made permanent (refreshed lifetime = idle timeout); after
+         check_session, whose `session.clear()` would drop the flag;
+      5. enforce_access — deny by default, then the view's declaration (blueprints/access.py).
+    after_request runs in the reverse order of registration: security_headers, then touch_session.
+    Blueprints register no app-wide hooks of their own.
+    """
     from flask import session
 
-    @app.before_request
+    from blueprints.access import can, enforce_access
+    from blueprints.exports import export_helpers
+    from blueprints.security import check_session, gdpr_helpers, require_second_factor, touch_session
+
     def assign_request_id():
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
 
-    @app.before_request
     def idle_timeout():
         # A permanent session whose lifetime is refreshed on every request = idle timeout.
         session.permanent = True
 
-    app.before_request(enforce_access)
+    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
+    for hook in (check_session, require_second_factor, idle_timeout, enforce_access):
+        app.before_request(hook)
 
-    @app.after_request
     def security_headers(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
         response.headers.setdefault("Content-Security-Policy", CSP)
@@ -139,15 +152,19 @@ def _register_request_hooks(app):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    @app.context_processor
-    def template_helpers():
-        from models import utcnow
+    app.after_request(touch_session)
+    app.after_request(security_headers)
 
+    def template_helpers():
         from blueprints.nav import workspace_nav
+        from models import utcnow
 
         nav = workspace_nav(app.view_functions, can) if g.get("workspace") is not None else []
         return {"can": can, "now": utcnow, "current_workspace": g.get("workspace"),
                 "current_membership": g.get("membership"), "workspace_nav": nav}
+
+    for processor in (template_helpers, gdpr_helpers, export_helpers):
+        app.context_processor(processor)
 
 
 def _wants_json():
@@ -214,6 +231,8 @@ def _register_error_handlers(app):
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
+    _register_domain_errors(app, render_error)
+
     @app.errorhandler(HTTPException)
     def http_error(exc):
         return render_error(exc.code or 500, None if exc.code in messages else exc.description)
@@ -223,3 +242,25 @@ def _register_error_handlers(app):
         app.logger.exception("unhandled error")
         db.session.rollback()
         return render_error(500)
+
+
+def _register_domain_errors(app, render_error):
+    # Domain errors from services, mapped once (views catch only to re-render a form with field
+    # errors): another workspace's or an unknown object -> the 404 page; a refusal by the permission
+    # table -> 403; any other refusal (Conflict, IllegalTransition, …) -> the JSON error with its
+    # code, or for a page a flash on the page the form was posted from.
+    @app.errorhandler(NotFound)
+    def domain_not_found(exc):
+        return render_error(404)
+
+    @app.errorhandler(Forbidden)
+    def domain_forbidden(exc):
+        return render_error(403)
+
+    @app.errorhandler(DomainError)
+    def domain_refused(exc):
+        db.session.rollback()
+        if _wants_json():
+            return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
+        flash(exc.message, "error")
+        return redirect(_local_referrer() or "/", 303)

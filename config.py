@@ -77,6 +77,8 @@ def load_config(overrides=None, env=None):
         "DASHBOARD_CACHE_SECONDS": _int(env, "DASHBOARD_CACHE_SECONDS", 5),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "PREFLIGHT_MIN_RECIPIENTS": _int(env, "PREFLIGHT_MIN_RECIPIENTS", 100_000),
+        # Messages per hour the wizard's estimate assumes (10/s: a conservative share of one Core channel).
+        "CAMPAIGN_NOMINAL_RATE_PER_HOUR": _int(env, "CAMPAIGN_NOMINAL_RATE_PER_HOUR", 36_000),
         "CORE_PROBE_TIMEOUT": float(env.get("CORE_PROBE_TIMEOUT") or 3),
         "TRIGGER_RATE_PER_MINUTE": _int(env, "TRIGGER_RATE_PER_MINUTE", 600),
         # Sign-in cost (services/passwords.py): verification slots per web process, how many requests

@@ -6,18 +6,20 @@ the document store is down (see audit/store.py). Recording never raises into the
 """
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import current_app, g, has_request_context, request
+from flask_login import current_user
+
+from audit.store import AuditStore
 
 log = logging.getLogger("mc.audit")
 
 
-def get_store():
-    store = current_app.extensions.get("mc_audit")
+def get_store() -> AuditStore:
+    store: AuditStore | None = current_app.extensions.get("mc_audit")
     if store is None:
-        from audit.store import AuditStore
-
         cfg = current_app.config
         store = AuditStore(
             mongo_uri=cfg["MONGO_URI"],
@@ -31,7 +33,7 @@ def get_store():
     return store
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, datetime):
@@ -43,9 +45,7 @@ def _jsonable(value):
     return str(value)
 
 
-def _current_actor():
-    from flask_login import current_user
-
+def _current_actor() -> tuple[int | None, str | None, str | None]:
     if not has_request_context():
         return None, None, None
     user = g.get("api_user") or (current_user if current_user and current_user.is_authenticated else None)
@@ -59,15 +59,16 @@ def _current_actor():
     return user.id, user.email, role
 
 
-def record(action, *, workspace_id=None, object_type=None, object_id=None, before=None, after=None,
-           note=None, actor_id=None, actor_email=None, actor_role=None, member_of=None):
+def record(action: str, *, workspace_id: Any = None, object_type: str | None = None, object_id: Any = None,
+           before: Any = None, after: Any = None, note: str | None = None, actor_id: Any = None,
+           actor_email: Any = None, actor_role: Any = None, member_of: Any = None) -> dict[str, Any]:
     """Record one audit event. Explicit actor fields override the signed-in user (e.g. failed logins).
     `member_of`: the actor's workspaces, for events that belong to no workspace (sign-ins): the event
     then also shows in the audit log of each of those workspaces."""
     ctx_id, ctx_email, ctx_role = _current_actor()
     if workspace_id is None and has_request_context() and g.get("workspace") is not None:
         workspace_id = g.workspace.id
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     event = {
         "_id": str(uuid.uuid4()),
         "ts": now.replace(microsecond=now.microsecond // 1000 * 1000),

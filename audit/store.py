@@ -36,8 +36,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pymongo
 from montydb import MontyClient, set_storage
@@ -46,11 +47,13 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 __all__ = ["AuditStore", "AuditStoreUnavailable", "index_specs"]
 
+Doc = dict[str, Any]  # one audit event / query document
+
 DEFAULT_FALLBACK_MAX_BYTES = 200 * 1024 * 1024
 DEFAULT_RETENTION_DAYS = 90
 MAX_PAGE_SIZE = 500
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DUPLICATE_KEY = 11000
 _FLUSH_BATCH = 500
 # Everything a broken or unreachable store can throw at us. montydb surfaces
@@ -63,7 +66,7 @@ class AuditStoreUnavailable(RuntimeError):
     so callers need not know about pymongo or montydb exception types."""
 
 
-def index_specs(retention_days: int = DEFAULT_RETENTION_DAYS) -> list[tuple[list[tuple[str, int]], dict]]:
+def index_specs(retention_days: int = DEFAULT_RETENTION_DAYS) -> list[tuple[list[tuple[str, int]], Doc]]:
     """(keys, options) pairs for ``create_index``.
 
     The TTL index gives MongoDB-side retention; the compound ones back the audit
@@ -85,8 +88,8 @@ def index_specs(retention_days: int = DEFAULT_RETENTION_DAYS) -> list[tuple[list
 def _as_utc(value: datetime) -> datetime:
     # Naive datetimes can only come from our own stores, which hold UTC.
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _to_ms(value: datetime) -> datetime:
@@ -100,15 +103,15 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _normalise(event: dict) -> dict:
+def _normalise(event: Doc) -> Doc:
     """Copy an event into exactly the shape a fallback round trip would give
     back (JSON types, ms-precision UTC ts), so an event reads the same whether
     it went to the store directly or through the fallback file, and odd
     values (sets, Decimals, nested datetimes) cannot make the store reject it."""
     body = {k: v for k, v in event.items() if k != "ts"}
-    doc = json.loads(json.dumps(body, default=_json_default))
+    doc: Doc = json.loads(json.dumps(body, default=_json_default))
     doc.setdefault("_id", str(uuid.uuid4()))
-    doc["ts"] = _to_ms(event.get("ts") or datetime.now(timezone.utc))
+    doc["ts"] = _to_ms(event.get("ts") or datetime.now(UTC))
     return doc
 
 
@@ -200,7 +203,7 @@ class AuditStore:
         else:
             yield self._collection()
 
-    def _collection(self):
+    def _collection(self) -> Any:
         with self._connect_lock:
             if self._coll is None:
                 if self.embedded:
@@ -212,14 +215,14 @@ class AuditStore:
                         connectTimeoutMS=self.timeout_ms,
                         socketTimeoutMS=5000,
                         tz_aware=True,
-                        tzinfo=timezone.utc,
+                        tzinfo=UTC,
                         appname="audit-store",
                     )
                     db = self._client.get_default_database(default="audit")
                 self._coll = db[self.collection_name]
             return self._coll
 
-    def _open_embedded(self):
+    def _open_embedded(self) -> tuple[Any, Any]:
         os.makedirs(self.embedded_dir, exist_ok=True)
         # First-time setup is serialised across processes: montydb writes its
         # repository config in two steps (a process reading it half-written
@@ -243,10 +246,8 @@ class AuditStore:
     def close(self) -> None:
         with self._embedded_lock, self._connect_lock:
             if self._client is not None:
-                try:
+                with contextlib.suppress(*_STORE_ERRORS):
                     self._client.close()
-                except _STORE_ERRORS:
-                    pass
             self._client = self._coll = None
 
     def ping(self) -> bool:
@@ -284,7 +285,7 @@ class AuditStore:
 
     # -- write path -----------------------------------------------------------
 
-    def write(self, event: dict) -> str:
+    def write(self, event: Doc) -> str:
         """Record one event. Returns "stored", "fallback" or "dropped"; never
         raises because of the store or the fallback file."""
         doc = _normalise(event)
@@ -302,7 +303,7 @@ class AuditStore:
                 self._store_failed(exc)
         return self._write_fallback(doc)
 
-    def _for_store(self, doc: dict) -> dict:
+    def _for_store(self, doc: Doc) -> Doc:
         if not self.embedded:
             return doc
         return {k: _escape_keys(v) if isinstance(v, (dict, list)) else v for k, v in doc.items()}
@@ -335,7 +336,7 @@ class AuditStore:
                              "writing audit events to %s",
                              type(exc).__name__, str(exc), self.fallback_path)
 
-    def _write_fallback(self, doc: dict) -> str:
+    def _write_fallback(self, doc: Doc) -> str:
         line = json.dumps(doc, default=_json_default, ensure_ascii=False,
                           separators=(",", ":")) + "\n"
         try:
@@ -420,10 +421,8 @@ class AuditStore:
     def fallback_size(self) -> int:
         total = 0
         for path in (self.fallback_path, self._flushing_path):
-            try:
+            with contextlib.suppress(OSError):
                 total += os.path.getsize(path)
-            except OSError:
-                pass
         return total
 
     # -- flush ----------------------------------------------------------------
@@ -524,7 +523,7 @@ class AuditStore:
         self._store_ok()
         return n, True
 
-    def _insert_idempotent(self, docs: list[dict]) -> int:
+    def _insert_idempotent(self, docs: list[Doc]) -> int:
         docs = [self._for_store(doc) for doc in docs]
         if self.embedded:
             # montydb's insert_many stops at the first duplicate even when
@@ -545,7 +544,7 @@ class AuditStore:
             details = exc.details or {}
             if all(e.get("code") == _DUPLICATE_KEY for e in details.get("writeErrors", [])) \
                     and not details.get("writeConcernErrors"):
-                return details.get("nInserted", 0)
+                return int(details.get("nInserted", 0))
             raise
 
     def _append_to(self, path: str, data: bytes) -> None:
@@ -561,10 +560,10 @@ class AuditStore:
         """Delete events older than the retention period. Needed for montydb,
         which has no TTL; on MongoDB it merely does early what TTL would do.
         Returns the number deleted (0 if the store is unavailable)."""
-        cutoff = _as_utc(now or datetime.now(timezone.utc)) - timedelta(days=self.retention_days)
+        cutoff = _as_utc(now or datetime.now(UTC)) - timedelta(days=self.retention_days)
         try:
             with self._store() as coll:
-                return coll.delete_many({"ts": {"$lt": cutoff}}).deleted_count
+                return int(coll.delete_many({"ts": {"$lt": cutoff}}).deleted_count)
         except _STORE_ERRORS as exc:
             self.log.warning("[audit-store] purge_expired failed: %s", exc)
             return 0
@@ -573,8 +572,8 @@ class AuditStore:
 
     def _query(self, *, workspace_id: int | None, all_workspaces: bool, actor: str | None,
                action: str | None, object_type: str | None, object_id: str | None,
-               since: datetime | None, until: datetime | None) -> dict:
-        clauses: list[dict] = []
+               since: datetime | None, until: datetime | None) -> Doc:
+        clauses: list[Doc] = []
         if not all_workspaces:
             if workspace_id is None:
                 # Refuse rather than guess: an unscoped query here would be a
@@ -603,7 +602,7 @@ class AuditStore:
              actor: str | None = None, action: str | None = None,
              object_type: str | None = None, object_id: str | None = None,
              since: datetime | None = None, until: datetime | None = None,
-             cursor: str | None = None, limit: int = 50) -> tuple[list[dict], str | None]:
+             cursor: str | None = None, limit: int = 50) -> tuple[list[Doc], str | None]:
         """Newest first (ts desc, _id desc). ``since`` is inclusive, ``until``
         exclusive. Returns (rows, next_cursor); next_cursor is None on the last
         page. Raises ValueError for a bad cursor/arguments and
@@ -640,6 +639,6 @@ class AuditStore:
                             object_id=object_id, since=since, until=until)
         try:
             with self._store() as coll:
-                return coll.count_documents(query)
+                return int(coll.count_documents(query))
         except _STORE_ERRORS as exc:
             raise AuditStoreUnavailable(f"audit count failed: {exc}") from exc

@@ -30,12 +30,6 @@ sys.path.insert(0, ROOT)
 from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
 
 
-
-
-
-
-
-
 def run(cmd, env):
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -37,7 +37,6 @@ sys.path.insert(0, ROOT)
 
 from tools.scratch import free_port  # noqa: E402
 
-
 # --- helpers ----------------------------------------------------------------------------------
 
 def kb(pid, field):
@@ -136,12 +135,13 @@ def worker_main():
     from redis import Redis
     from rq import Worker
 
-    import jobs
     from app import create_app
     from extensions import db
 
     app = create_app()
-    jobs._worker_app = app
+    from jobs.worker import use_app
+
+    use_app(app)
     with app.app_context():
         db.engine.dispose()  # no connection is shared with the forked horses
     report_dir = os.environ["BENCH_RSS_DIR"]

@@ -47,6 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
+
 BIN = os.path.dirname(sys.executable)
 SLUG = "load"
 PASSWORD = "load test operator passphrase"

@@ -5,6 +5,11 @@ from flask import flash
 
 from services.errors import DomainError
 
+# The Content-Security-Policy of every page (app.py sets it; the monitoring page widens frame-src).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; "
+       "form-action 'self'; base-uri 'none'; object-src 'none'")
+
 # One line per area; each module exposes `bp`.
 BLUEPRINT_MODULES = (
     "blueprints.home",

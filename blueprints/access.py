@@ -77,12 +77,21 @@ def _audit_superadmin_access(workspace):
         session["sa_seen"] = seen + [workspace.id]
 
 
+def access_of(endpoint):
+    """The access an endpoint declares ("public", "login", "superadmin", "workspace:<action>",
+    "api:<action>"), or UNDECLARED for an unknown endpoint or a view without a declaration."""
+    return getattr(current_app.view_functions.get(endpoint), "_access", UNDECLARED)
+
+
+def is_public(endpoint):
+    return access_of(endpoint) == "public"
+
+
 def enforce_access():
     """before_request: deny by default, then apply the view's declaration."""
     if request.endpoint is None or request.endpoint == "static":
         return None
-    view = current_app.view_functions.get(request.endpoint)
-    access = getattr(view, "_access", UNDECLARED)
+    access = access_of(request.endpoint)
     if access is UNDECLARED:
         abort(404)
     if access == "public" or access.startswith("api:"):

@@ -2,8 +2,8 @@
 from flask import Blueprint, g, render_template, request, url_for
 
 from blueprints.access import superadmin_only, workspace_route
-from models import Workspace
 from extensions import db
+from models import Workspace
 from services import audit_log
 from services.errors import DomainError
 

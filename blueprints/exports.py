@@ -4,8 +4,7 @@ Download is a streamed `send_file` of the generated file, only for members of th
 workspace allowed by the permission table (another workspace's id is a 404). An expired export
 answers 410 with a page that says so; one still being built answers 409.
 """
-from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_template, request, send_file,
-                   url_for)
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from blueprints.access import workspace_route
@@ -56,10 +55,7 @@ def create(campaign_id):
 @bp.get("/exports/<int:export_id>")
 @workspace_route("exports.download")
 def show(export_id):
-    try:
-        export = service.get_export(g.workspace, export_id, g.membership, current_user)
-    except NotFound:
-        abort(404)
+    export = service.get_export(g.workspace, export_id, g.membership, current_user)
     progress = _progress(export)
     if _wants_json():
         return jsonify(service.status(export, progress))
@@ -83,7 +79,6 @@ def download(export_id):
                      download_name=service.download_name(export), conditional=True, max_age=0)
 
 
-@bp.app_context_processor
 def export_helpers():
     """For templates/campaigns/_exports.html (included by the campaign detail page)."""
     return {"campaign_exports": service.for_campaign, "export_ttl_hours": f"{service.ttl().total_seconds() / 3600:g}"}

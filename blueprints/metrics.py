@@ -16,7 +16,7 @@ LOOPBACK = {"127.0.0.1", "::1"}
 
 
 def _allowed():
-    token = current_app.config.get("METRICS_TOKEN")
+    token = current_app.config["METRICS_TOKEN"]
     if token:
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
@@ -30,7 +30,7 @@ def _allowed():
 @public
 def scrape():
     if not _allowed():
-        abort(403 if current_app.config.get("METRICS_TOKEN") else 404)
+        abort(403 if current_app.config["METRICS_TOKEN"] else 404)
     return Response(metrics.render(current_app._get_current_object()),
                     mimetype="text/plain; version=0.0.4; charset=utf-8",
                     headers={"Cache-Control": "no-store"})

@@ -1,7 +1,18 @@
 """The moderation queue page (tabs Campaigns and Sender revisions), its polling endpoint and the
 approve/reject actions. Works on any kind of item through services/moderation.py."""
-from flask import (Blueprint, abort, current_app, flash, g, get_template_attribute, jsonify, redirect,
-                   render_template, request, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    get_template_attribute,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from werkzeug.routing import BuildError
 

@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, current_app, g, make_response, render_template, request, url_for
 
+from blueprints import CSP
 from blueprints.access import superadmin_only, workspace_route
 
 bp = Blueprint("monitoring", __name__)
@@ -49,8 +50,6 @@ def _render(dashboards, uid, tab_url, variables=None):
                                              configured_but_invalid=bool(current_app.config["GRAFANA_URL"])
                                              and not base))
     if base:
-        from app import CSP
-
         response.headers["Content-Security-Policy"] = CSP.replace("frame-src 'self'",
                                                                   f"frame-src 'self' {_origin(base)}")
     return response

@@ -42,7 +42,7 @@ def import_recipients(campaign_id, enqueue, path):
             spool, size = recipients.spool_stream(fh, recipients.api_limit())
         upload = recipients.start_upload(campaign, spool_path=spool, size=size, source="cli", original_name=name)
     except DomainError as exc:
-        raise click.ClickException(exc.message)
+        raise click.ClickException(exc.message) from exc
     click.echo(f"Upload {upload.id}: {size:,} bytes for campaign {campaign.id} “{campaign.name}”.")
 
     def show(status):

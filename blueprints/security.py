@@ -22,7 +22,7 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 
 from blueprints import flash_error
-from blueprints.access import login_only, public, workspace_route
+from blueprints.access import is_public, login_only, public, workspace_route
 from blueprints.auth import TOO_MANY_SIGN_INS, refused
 from extensions import limiter
 from forms.auth import (
@@ -49,8 +49,8 @@ def _is_api():
     return request.path.startswith("/api/")
 
 
-@bp.before_app_request
 def check_session():
+    """before_request (registered in app.py): a revoked or expired signed-in session ends here."""
     if request.endpoint in (None, "static") or _is_api() or not current_user.is_authenticated:
         return None
     if sessions.check(current_user._get_current_object()):
@@ -59,29 +59,27 @@ def check_session():
     logout_user()
     session.clear()
     flash("Your session has ended. Please sign in again.", "info")
-    view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "_access", None) == "public":
+    if is_public(request.endpoint):
         return None
     return redirect(url_for("auth.login"))
 
 
-@bp.before_app_request
 def require_second_factor():
+    """before_request (registered in app.py): admins without a required second factor set it up first."""
     if (request.endpoint in (None,) or request.endpoint in ENROLMENT_ENDPOINTS or _is_api()
             or not current_user.is_authenticated):
         return None
     user = current_user._get_current_object()
     if totp_service.required_for(user) and not totp_service.is_enrolled(user):
-        view = current_app.view_functions.get(request.endpoint)
-        if getattr(view, "_access", None) == "public" and request.method == "GET" and request.endpoint != "auth.login":
+        if is_public(request.endpoint) and request.method == "GET" and request.endpoint != "auth.login":
             return None  # health checks, invitation pages
         flash("This installation requires two-step sign-in for admins. Set it up to continue.", "info")
         return redirect(url_for("security.totp"))
     return None
 
 
-@bp.after_app_request
 def touch_session(response):
+    """after_request (registered in app.py): a checked session's last-seen time moves on."""
     if g.get("session_checked") and request.method == "GET" and response.status_code == 200:
         sessions.touch(current_user._get_current_object())
     return response
@@ -150,7 +148,7 @@ def totp_page():
                            start_form=ConfirmForm(), confirm_form=TotpConfirmForm(), disable_form=TotpDisableForm(),
                            regenerate_form=SecondFactorForm(), required=totp_service.required_for(user),
                            codes_left=totp_service.remaining_recovery_codes(user) if enrolled else 0,
-                           password_min=current_app.config.get("PASSWORD_MIN_LENGTH", 15),
+                           password_min=current_app.config["PASSWORD_MIN_LENGTH"],
                            totp_min=totp_service.totp_min_password_length())
 
 
@@ -252,8 +250,8 @@ def revoke_all_sessions():
 
 # --- GDPR mode on the workspace settings page ------------------------------------------------------
 
-@bp.app_context_processor
 def gdpr_helpers():
+    """Context processor (registered in app.py): the GDPR card of the workspace settings page."""
     def gdpr_settings():
         workspace = g.get("workspace")
         return gdpr.settings_for(workspace) if workspace is not None else None

@@ -17,11 +17,8 @@ FIELD_OF_CODE = {"invalid_saddr": "saddr", "invalid_ton": "ton", "invalid_npi": 
 
 
 def _scoped(fn, *args):
-    """Call a service lookup; another workspace's id is a 404 page."""
-    try:
-        return fn(g.workspace, *args)
-    except NotFound:
-        abort(404)
+    """Call a service lookup; another workspace's id is a 404 page (services.errors.NotFound, app.py)."""
+    return fn(g.workspace, *args)
 
 
 def _place_error(form, exc):

@@ -1,6 +1,6 @@
 """Personal access tokens: the signed-in user's own tokens in one workspace (create with a lifetime
 and the password, revoke), and for the workspace's admins every member's tokens (revoke)."""
-from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
+from flask import Blueprint, flash, g, redirect, render_template, url_for
 from flask_login import current_user
 
 from blueprints import flash_error
@@ -8,7 +8,7 @@ from blueprints.access import can, workspace_route
 from forms.auth import ConfirmForm
 from forms.workspaces import TokenForm
 from services import accounts, tokens
-from services.errors import DomainError, NotFound
+from services.errors import DomainError
 
 bp = Blueprint("tokens", __name__, url_prefix="/w/<slug>")
 
@@ -50,10 +50,7 @@ def revoke(token_id):
 @workspace_route("tokens.manage_members")
 def revoke_member(token_id):
     if ConfirmForm().validate():
-        try:
-            row = tokens.revoke_as_admin(g.workspace, g.membership, token_id, superadmin=current_user.is_superadmin)
-        except NotFound:
-            abort(404)
+        row = tokens.revoke_as_admin(g.workspace, g.membership, token_id, superadmin=current_user.is_superadmin)
         flash(f"Token “{row.name}” of {row.user.email} revoked; programs using it are refused from now on.",
               "success")
     return redirect(url_for("tokens.index", slug=g.workspace.slug))

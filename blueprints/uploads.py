@@ -65,7 +65,7 @@ def upload(campaign_id):
     except RequestEntityTooLarge:
         return _error(_too_large(limit), as_json)
     except ValidationError:
-        raise CSRFError("The upload was not sent from this site's page; reload it and try again.")
+        raise CSRFError("The upload was not sent from this site's page; reload it and try again.") from None
     if request.mimetype == "application/x-www-form-urlencoded":
         return _error(DomainError("Send the file as application/octet-stream (or as a multipart form).",
                                   code="unsupported_media_type", status=415), as_json)

@@ -5,9 +5,8 @@ from flask import Blueprint, flash, g, jsonify, redirect, render_template, url_f
 from blueprints import flash_error
 from blueprints.access import can, superadmin_only, workspace_route
 from forms.workspaces import WorkspaceSettingsForm
-from services import charts, dashboard
+from services import charts, dashboard, workspaces
 from services import overview as overview_service
-from services import workspaces
 from services.errors import DomainError
 
 bp = Blueprint("workspace", __name__)

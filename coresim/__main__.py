@@ -5,6 +5,7 @@ Reads CORE_PORT (default 8443), CORE_HOST (default 127.0.0.1) and MC_DATA_DIR (d
 MC_DATA_DIR/coresim.db. Simulation knobs: CORESIM_LATENCY, CORESIM_FAILURE_RATIO, CORESIM_TPS,
 CORESIM_CHANNELS, CORESIM_REJECT_PREFIX, CORESIM_UNDELIVERABLE_PREFIX (or the flags below)."""
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -45,11 +46,10 @@ def main(argv=None):
         print(f"coresim: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    logging.getLogger("coresim").info("reference Core on %s (data %s, client certificates required)", core.url, data_dir)
-    try:
+    logging.getLogger("coresim").info("reference Core on %s (data %s, client certificates required)",
+                                      core.url, data_dir)
+    with contextlib.suppress(KeyboardInterrupt):
         core.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import re
-import socket
 import socketserver
 import ssl
 import threading
@@ -104,7 +103,7 @@ class CoreHandler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
 
     def _error(self, status, code, message, headers=None):

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SCHEMA_VERSION = 1
 CORE_VERSION = "coresim 1.0"
@@ -87,7 +87,7 @@ class SimError(Exception):
 
 
 def iso(ts):
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def status_hex(code):
@@ -106,8 +106,8 @@ class Channel:
     def __init__(self, name):
         self.name = name
         self.next_free = 0.0  # virtual clock: when the bind can take the next message
-        self.delivered = collections.deque(maxlen=200_000)  # report times (throughput)
-        self.latencies = collections.deque(maxlen=1000)  # seconds, acceptance -> report
+        self.delivered: collections.deque = collections.deque(maxlen=200_000)  # report times (throughput)
+        self.latencies: collections.deque = collections.deque(maxlen=1000)  # seconds, acceptance -> report
         self.accepted_total = 0
         self.delivered_total = 0
 
@@ -243,7 +243,8 @@ class CoreSimulator:
                 code = reject_code if forced else self._judge(m)
                 if code != ROK:
                     rejected += 1
-                    results.append({"id": m["id"], "accepted": False, "core_id": None, "command_status": status_hex(code)})
+                    results.append({"id": m["id"], "accepted": False, "core_id": None,
+                                    "command_status": status_hex(code)})
                     continue
                 accepted += 1
                 core_id = uuid.uuid4().hex
@@ -302,7 +303,7 @@ class CoreSimulator:
         self._db.execute("COMMIT")
 
     def _accepted_ids(self, ids):
-        found = {}
+        found: dict = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
@@ -408,7 +409,7 @@ class CoreSimulator:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            for core_id, _, channel, accepted_at, due_at, _, _ in rows:
+            for _core_id, _, channel, accepted_at, due_at, _, _ in rows:
                 c = self.channels.get(channel)
                 if c is not None:
                     c.delivered.append(due_at)

@@ -5,8 +5,7 @@
     result = get_client().submit_batch(idempotency_key, messages)
 """
 from gateway.client import SCHEMA_VERSION, CoreClient, build_ssl_context, client_settings, get_client
-from gateway.errors import (CoreBadResponse, CoreError, CoreRejected, CoreThrottled, CoreTLSError,
-                            CoreUnavailable)
+from gateway.errors import CoreBadResponse, CoreError, CoreRejected, CoreThrottled, CoreTLSError, CoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "CoreClient", "build_ssl_context", "client_settings", "get_client", "CoreError",
            "CoreUnavailable", "CoreTLSError", "CoreThrottled", "CoreRejected", "CoreBadResponse"]

@@ -20,15 +20,19 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import requests
+from flask import current_app, g, has_app_context
 from prometheus_client import Counter, Histogram
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from gateway.errors import (CoreBadResponse, CoreError, CoreRejected, CoreThrottled, CoreTLSError,
-                            CoreUnavailable)
+from gateway.errors import CoreBadResponse, CoreError, CoreRejected, CoreThrottled, CoreTLSError, CoreUnavailable
+
+JSON = dict[str, Any]  # a JSON object as the Core sends or receives it
 
 log = logging.getLogger("mc.gateway")
 
@@ -47,37 +51,32 @@ for _op in OPERATIONS:  # series exist (at 0) before the first event, for dashbo
     CORE_LARGE.labels(_op)
 
 
-def current_request_id():
+def current_request_id() -> str:
     """The request id of the current Flask request (or of a job that set `g.request_id`), else a new one."""
-    try:
-        from flask import g, has_app_context
-
-        if has_app_context():
-            rid = g.get("request_id")
-            if rid:
-                return rid
-    except ImportError:  # pragma: no cover - flask is always installed here
-        pass
+    if has_app_context():
+        rid = g.get("request_id")
+        if rid:
+            return str(rid)
     return uuid.uuid4().hex
 
 
 class TLSContextAdapter(HTTPAdapter):
     """An HTTPAdapter whose connection pools (direct and via proxies) use one given SSLContext."""
 
-    def __init__(self, ssl_context, **kwargs):
+    def __init__(self, ssl_context: ssl.SSLContext, **kwargs: Any) -> None:
         self.ssl_context = ssl_context
         super().__init__(**kwargs)
 
-    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         pool_kwargs["ssl_context"] = self.ssl_context
         return super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
 
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         proxy_kwargs["ssl_context"] = self.ssl_context
         return super().proxy_manager_for(proxy, **proxy_kwargs)
 
 
-def build_ssl_context(cert, key, ca):
+def build_ssl_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
     """Client context: verify the Core against `ca` (and its host name), present `cert`/`key`."""
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -85,7 +84,7 @@ def build_ssl_context(cert, key, ca):
     return ctx
 
 
-def _stat(path):
+def _stat(path: str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
         return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -93,7 +92,7 @@ def _stat(path):
         return None
 
 
-def _retry_after(value):
+def _retry_after(value: str | None) -> float:
     if not value:
         return 1.0
     value = value.strip()
@@ -108,8 +107,9 @@ def _retry_after(value):
 
 
 class CoreClient:
-    def __init__(self, base_url, cert, key, ca, *, connect_timeout=5.0, read_timeout=30.0, slow_seconds=5.0,
-                 large_bytes=8 * MB, max_response_bytes=64 * MB, pool_maxsize=10):
+    def __init__(self, base_url: str, cert: str, key: str, ca: str, *, connect_timeout: float = 5.0,
+                 read_timeout: float = 30.0, slow_seconds: float = 5.0, large_bytes: int = 8 * MB,
+                 max_response_bytes: int = 64 * MB, pool_maxsize: int = 10) -> None:
         if not str(base_url).lower().startswith("https://"):
             raise ValueError(f"CORE_URL must be https:// (mutual TLS), got {base_url!r}")
         self.base_url = str(base_url).rstrip("/")
@@ -124,21 +124,21 @@ class CoreClient:
         self.session.verify = True
         self.session.headers.update({"User-Agent": "message-center-gateway/1", "Accept": "application/json"})
         self._lock = threading.Lock()
-        self._adapter = None
-        self._signature = None
-        self._failed_signature = None
+        self._adapter: TLSContextAdapter | None = None
+        self._signature: tuple[tuple[int, int, int] | None, ...] | None = None
+        self._failed_signature: tuple[tuple[int, int, int] | None, ...] | None = None
         self.reloads = 0  # how many times a certificate set was (re)loaded
 
     # --- public API -------------------------------------------------------------------------
 
-    def health(self, request_id=None):
+    def health(self, request_id: str | None = None) -> JSON:
         """GET /v1/health -> {"status", "schema_version", "channels", …}."""
         payload, _ = self._call("GET", "/v1/health", "health", request_id=request_id)
         if not isinstance(payload, dict) or "status" not in payload:
             raise CoreBadResponse("health answer without 'status'", request_id=request_id)
         return payload
 
-    def submit_batch(self, idempotency_key, messages, request_id=None):
+    def submit_batch(self, idempotency_key: str, messages: Iterable[JSON], request_id: str | None = None) -> JSON:
         """POST /v1/batches. `messages`: dicts with id, destination, saddr, ston, snpi, dton, dnpi,
         text, data_coding. Returns {"batch_id", "results": [{id, accepted, core_id, command_status}],
         "replayed": bool} with one result per message in request order."""
@@ -154,9 +154,9 @@ class CoreClient:
         return {"batch_id": payload.get("batch_id"), "results": results,
                 "replayed": headers.get("Idempotency-Replayed", "").lower() == "true"}
 
-    def events(self, cursor=None, limit=500, request_id=None):
+    def events(self, cursor: str | int | None = None, limit: int = 500, request_id: str | None = None) -> JSON:
         """GET /v1/events -> {"events": [{cursor, core_id, id, status, error_code, done_at}], "next_cursor"}."""
-        params = {"limit": int(limit)}
+        params: dict[str, int | str] = {"limit": int(limit)}
         if cursor not in (None, ""):
             params["cursor"] = str(cursor)
         payload, _ = self._call("GET", "/v1/events", "events", params=params, request_id=request_id)
@@ -164,22 +164,22 @@ class CoreClient:
             raise CoreBadResponse("events answer without 'events' / 'next_cursor'", request_id=request_id)
         return payload
 
-    def metrics(self, request_id=None):
+    def metrics(self, request_id: str | None = None) -> JSON:
         """GET /v1/metrics -> {"channels": [...], "queue_depth", …}."""
         payload, _ = self._call("GET", "/v1/metrics", "metrics", request_id=request_id)
         if not isinstance(payload, dict):
             raise CoreBadResponse("metrics answer is not an object", request_id=request_id)
         return payload
 
-    def close(self):
+    def close(self) -> None:
         self.session.close()
 
     # --- certificates -----------------------------------------------------------------------
 
-    def _files_signature(self):
+    def _files_signature(self) -> tuple[tuple[int, int, int] | None, ...]:
         return tuple(_stat(p) for p in (self.cert, self.key, self.ca))
 
-    def _ensure_adapter(self, request_id):
+    def _ensure_adapter(self, request_id: str) -> None:
         signature = self._files_signature()
         if signature == self._signature:
             return
@@ -210,7 +210,7 @@ class CoreClient:
                 old.close()
                 log.info("[core-cert] client certificate files changed; reloaded (request_id=%s)", request_id)
 
-    def _mount(self, adapter):
+    def _mount(self, adapter: TLSContextAdapter) -> None:
         # Copy-on-write instead of Session.mount(): other threads may be iterating the
         # adapters mapping in Session.get_adapter() right now.
         adapters = OrderedDict(self.session.adapters)
@@ -219,7 +219,9 @@ class CoreClient:
 
     # --- transport --------------------------------------------------------------------------
 
-    def _call(self, method, path, operation, *, params=None, body=None, headers=None, request_id=None):
+    def _call(self, method: str, path: str, operation: str, *, params: dict[str, int | str] | None = None,
+              body: JSON | None = None, headers: dict[str, str] | None = None,
+              request_id: str | None = None) -> tuple[Any, Any]:
         rid = request_id or current_request_id()
         start = time.monotonic()
         outcome = "ok"
@@ -255,7 +257,7 @@ class CoreClient:
                 log.warning("[core-slow] %s %s took %.2f s (threshold %.2f s, status %s, outcome %s) request_id=%s",
                             method, path, elapsed, self.slow_seconds, status, outcome, rid)
 
-    def _read_body(self, response, method, path, operation, rid):
+    def _read_body(self, response: requests.Response, method: str, path: str, operation: str, rid: str) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
             self._large(method, path, operation, int(declared), rid, refused=True)
@@ -277,19 +279,19 @@ class CoreClient:
             self._large(method, path, operation, total, rid)
         return b"".join(chunks)
 
-    def _large(self, method, path, operation, size, rid, refused=False):
+    def _large(self, method: str, path: str, operation: str, size: int, rid: str, refused: bool = False) -> None:
         CORE_LARGE.labels(operation).inc()
         log.warning("[core-large] %s %s response %.1f MB (threshold %.1f MB%s) request_id=%s", method, path,
                     size / MB, self.large_bytes / MB, f", refused over {self.max_response_bytes / MB:.0f} MB"
                     if refused else "", rid)
 
-    def _interpret(self, response, raw, rid):
+    def _interpret(self, response: requests.Response, raw: bytes, rid: str) -> Any:
         status = response.status_code
         try:
             payload = json.loads(raw) if raw else None
         except ValueError:
             payload = None
-        error = payload.get("error") if isinstance(payload, dict) and isinstance(payload.get("error"), dict) else {}
+        error = payload["error"] if isinstance(payload, dict) and isinstance(payload.get("error"), dict) else {}
         code, message = error.get("code"), error.get("message") or f"HTTP {status}"
         if 200 <= status < 300:
             if payload is None:
@@ -309,31 +311,30 @@ class CoreClient:
 # --- one client per process, from the Flask config ------------------------------------------
 
 _cache_lock = threading.Lock()
-_cache = {"key": None, "client": None}
+_cache: dict[str, Any] = {"key": None, "client": None}
 
 
-def client_settings(config):
-    """CoreClient keyword arguments from a Flask config mapping (optional settings have defaults)."""
+def client_settings(config: Mapping[str, Any]) -> JSON:
+    """CoreClient keyword arguments from a Flask config mapping (config.py declares every one)."""
     return {
         "base_url": config["CORE_URL"], "cert": config["CORE_CLIENT_CERT"], "key": config["CORE_CLIENT_KEY"],
         "ca": config["CORE_CA"],
-        "connect_timeout": float(config.get("CORE_CONNECT_TIMEOUT") or 5.0),
-        "read_timeout": float(config.get("CORE_READ_TIMEOUT") or 30.0),
-        "slow_seconds": float(config.get("CORE_SLOW_SECONDS") or 5.0),
-        "large_bytes": int(config.get("CORE_LARGE_BYTES") or 8 * MB),
-        "max_response_bytes": int(config.get("CORE_MAX_RESPONSE_BYTES") or 64 * MB),
+        "connect_timeout": float(config["CORE_CONNECT_TIMEOUT"]),
+        "read_timeout": float(config["CORE_READ_TIMEOUT"]),
+        "slow_seconds": float(config["CORE_SLOW_SECONDS"]),
+        "large_bytes": int(config["CORE_LARGE_BYTES"]),
+        "max_response_bytes": int(config["CORE_MAX_RESPONSE_BYTES"]),
     }
 
 
-def get_client():
+def get_client() -> CoreClient:
     """The process's CoreClient, built from `current_app.config` (rebuilt when those settings
     change or after a fork — an RQ work horse never shares its parent's connections)."""
-    from flask import current_app
-
     settings = client_settings(current_app.config)
     key = (os.getpid(), tuple(sorted(settings.items())))
     with _cache_lock:
         if _cache["key"] != key:
             _cache["client"] = CoreClient(**settings)
             _cache["key"] = key
-        return _cache["client"]
+        client: CoreClient = _cache["client"]
+        return client

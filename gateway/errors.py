@@ -5,22 +5,26 @@
     │   └── CoreTLSError  TLS handshake / certificate problem (ours or theirs)    retry; alert if it persists
     ├── CoreThrottled     429; `retry_after` seconds                              retry after retry_after
     ├── CoreRejected      other 4xx; `status`, `code`, `message` from the body    do not retry the same request
-    └── CoreBadResponse   not JSON / wrong shape / body over the hard limit       retry (same idempotency key) a few times
+    └── CoreBadResponse   not JSON / wrong shape / body over the hard limit       retry (same idempotency key), a few
 """
+
+
+from typing import Any
 
 
 class CoreError(Exception):
     retryable = True
     outcome = "error"  # label value of mc_core_request_seconds
 
-    def __init__(self, message, *, status=None, code=None, request_id=None):
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 request_id: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.request_id = request_id
 
-    def __str__(self):
+    def __str__(self) -> str:
         parts = [self.message]
         if self.status:
             parts.append(f"status={self.status}")
@@ -48,7 +52,7 @@ class CoreThrottled(CoreError):
 
     outcome = "throttled"
 
-    def __init__(self, message, *, retry_after=1.0, **kwargs):
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 

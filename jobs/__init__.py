@@ -1,32 +1,28 @@
-"""RQ jobs: small functions taking ids, idempotent, resumable. `enqueue_job` is the one door to RQ.
+"""RQ jobs: small functions taking ids, idempotent, resumable.
 
 Job functions are wrapped with `@app_job` so they run inside an application context whether
-they execute in an `rq worker` process (which builds the app once) or in a test's SimpleWorker
-(which already has one).
+they execute in an `rq worker` process (jobs/worker.py builds the app once, the only module here
+that does) or in a test's SimpleWorker (which already has one). Queueing lives one layer down in
+services/queues.py (`enqueue_job`, queue names, the job names), re-exported here for callers in
+this layer and tests.
 """
 import functools
 import time
 
-from flask import current_app, has_app_context
-from rq import Queue, Retry
+from flask import has_app_context
+from rq import get_current_job
 
-from extensions import redis_connection
-
-QUEUES = ("uploads", "dispatch", "exports", "default")
-_worker_app = None
+from jobs.worker import worker_app
+from services.metrics import observe_job
+from services.queues import QUEUES, enqueue_job, get_queue  # noqa: F401 (the jobs API, re-exported)
 
 
 def app_job(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        global _worker_app
         if has_app_context():
             return _timed(fn, args, kwargs)
-        if _worker_app is None:
-            from app import create_app
-
-            _worker_app = create_app()
-        with _worker_app.app_context():
+        with worker_app().app_context():
             return _timed(fn, args, kwargs)
 
     return wrapper
@@ -34,10 +30,6 @@ def app_job(fn):
 
 def _timed(fn, args, kwargs):
     """Run a job and record its duration (mc_job_duration_seconds), failed or not."""
-    from rq import get_current_job
-
-    from services.metrics import observe_job
-
     started = time.perf_counter()
     try:
         return fn(*args, **kwargs)
@@ -48,22 +40,7 @@ def _timed(fn, args, kwargs):
 
 def report_progress(progress):
     """Publish a running job's progress in `job.meta['progress']` (no-op outside an RQ job)."""
-    from rq import get_current_job
-
     job = get_current_job()
     if job is not None:
         job.meta["progress"] = progress
         job.save_meta()
-
-
-def get_queue(name="default"):
-    if name not in QUEUES:
-        raise ValueError(f"unknown queue {name!r}")
-    return Queue(name, connection=redis_connection())
-
-
-def enqueue_job(func, *args, queue="default", timeout=600, retries=3, job_id=None, **kwargs):
-    """Enqueue after the caller's transaction has committed (jobs read committed rows only)."""
-    return get_queue(queue).enqueue(func, *args, job_timeout=timeout, job_id=job_id,
-                                    retry=Retry(max=retries, interval=[10, 30, 60]) if retries else None,
-                                    **kwargs)

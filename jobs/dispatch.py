@@ -7,40 +7,11 @@ The tick skips campaigns that are backing off, and claims nothing new while the 
 """
 import logging
 
-from flask import current_app
-
-from extensions import redis_connection
-from jobs import app_job, enqueue_job
+from jobs import app_job
 from services import approval, dispatch
+from services.queues import release_slot, schedule_campaign
 
 log = logging.getLogger("mc.jobs.dispatch")
-
-
-def slot_ttl():
-    """Seconds after which the slot of a killed job frees itself: no dispatch job can still be
-    running by then (its time budget, plus one submit with the client's connect retries)."""
-    config = current_app.config
-    return int(config["DISPATCH_TIME_BUDGET"] + 3 * config["CORE_CONNECT_TIMEOUT"] + config["CORE_READ_TIMEOUT"] + 10)
-
-
-def _slot_key(campaign_id, slot):
-    return f"mc:dispatch:{campaign_id}:{slot}"
-
-
-def release_slot(campaign_id, slot):
-    """Free a dispatch slot at once (its job finished, or died with its worker)."""
-    redis_connection().delete(_slot_key(campaign_id, slot))
-
-
-def schedule_campaign(campaign_id):
-    """Enqueue dispatch jobs for a campaign into its free slots; returns how many were enqueued."""
-    redis = redis_connection()
-    enqueued = 0
-    for slot in range(int(current_app.config["DISPATCH_PARALLEL"])):
-        if redis.set(_slot_key(campaign_id, slot), "1", nx=True, ex=slot_ttl()):
-            enqueue_job(dispatch_campaign, campaign_id, slot, queue="dispatch", timeout=300, retries=0)
-            enqueued += 1
-    return enqueued
 
 
 @app_job

@@ -8,9 +8,9 @@ import logging
 import time
 
 from flask import current_app
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.exceptions import NoSuchJobError
 from rq.utils import as_text, parse_composite_key
 from rq.worker import Worker
 

@@ -12,6 +12,8 @@ from extensions import db
 from jobs import app_job, report_progress
 from models import Campaign, utcnow
 from models.recipients import Upload
+from models.states import CampaignStatus as S
+from models.states import Mode
 
 log = logging.getLogger("mc.jobs.uploads")
 
@@ -33,14 +35,14 @@ def plan_spread(campaign_id):
     from services import campaigns, spread
 
     campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None or campaign.mode != "Spread":
+    if campaign is None or campaign.mode != Mode.SPREAD:
         return 0
     planned = spread.plan(campaign)
     report_progress({"planned": planned})
     db.session.refresh(campaign)
     active = db.session.execute(db.select(Upload.id).where(Upload.campaign_id == campaign_id,
                                                            Upload.state.in_(("queued", "running")))).first()
-    if campaign.status == "Building" and active is None:  # an ingest in progress finishes the build itself
+    if campaign.status == S.BUILDING and active is None:  # an ingest in progress finishes the build itself
         campaigns.apply(campaign, "build_finished")
     return planned
 

@@ -1,19 +1,33 @@
-"""The RQ worker class Message Center runs: `rq worker -w jobs.worker.AppWorker …`.
+"""The RQ worker class Message Center runs: `rq worker -w jobs.worker.AppWorker …`, and the one
+place outside the entry points that builds the Flask app (`worker_app`).
 
-It builds the Flask app once in the worker process, before any job runs, so every forked work
+It builds the app once in the worker process, before any job runs, so every forked work
 horse starts with it ready instead of paying for `create_app()` per job (about a second — far
 too slow for a dispatch tick every two seconds). Building the app opens no connection, so
 nothing is shared across the fork; each horse opens its own.
 """
 from rq.worker import Worker
 
-import jobs
+from app import create_app
+
+_app = None
+
+
+def worker_app():
+    """The worker process's app, built on first use (or the one a benchmark installed)."""
+    global _app
+    if _app is None:
+        _app = create_app()
+    return _app
+
+
+def use_app(app):
+    """Run jobs outside an app context with this app (benchmarks that build their own)."""
+    global _app
+    _app = app
 
 
 class AppWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if jobs._worker_app is None:
-            from app import create_app
-
-            jobs._worker_app = create_app()
+        worker_app()

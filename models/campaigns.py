@@ -4,20 +4,20 @@ Status and moderation change only through services/campaigns.py (the transition 
 Counters are maintained by the ingest and dispatch jobs so pages never count recipients.
 """
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
+from models.states import CampaignStatus, Mode, Moderation, check_in, values
 
-MODES = ("OnDemand", "OnTime", "Spread", "Trigger")
-STATUSES = ("New", "Building", "Pending", "Sending", "Paused", "Done", "Cancelled", "Failed", "Expired")
-MODERATION = ("awaiting", "approved", "rejected")
+MODES = values(Mode)
+STATUSES = values(CampaignStatus)
+MODERATION = values(Moderation)
 
 
-class Campaign(db.Model):
+class Campaign(Model):
     __tablename__ = "campaigns"
     __table_args__ = (
-        db.CheckConstraint("mode IN ('OnDemand', 'OnTime', 'Spread', 'Trigger')", name="mode_known"),
-        db.CheckConstraint("status IN ('New', 'Building', 'Pending', 'Sending', 'Paused', 'Done', 'Cancelled', "
-                           "'Failed', 'Expired')", name="status_known"),
-        db.CheckConstraint("moderation IN ('awaiting', 'approved', 'rejected')", name="moderation_known"),
+        db.CheckConstraint(check_in("mode", Mode), name="mode_known"),
+        db.CheckConstraint(check_in("status", CampaignStatus), name="status_known"),
+        db.CheckConstraint(check_in("moderation", Moderation), name="moderation_known"),
         # Nothing sends unapproved, whatever writes the row (the transition table checks it first).
         db.CheckConstraint("status NOT IN ('Sending', 'Paused') OR moderation = 'approved'",
                            name="sending_needs_approval"),
@@ -83,7 +83,7 @@ db.Index("ix_campaigns_ws_start", Campaign.workspace_id, db.func.coalesce(Campai
          Campaign.id)
 
 
-class JobError(db.Model):
+class JobError(Model):
     """A workflow or parsing failure (a bad file line, a build failure) — the "Job errors" tab."""
 
     __tablename__ = "job_errors"
@@ -97,7 +97,7 @@ class JobError(db.Model):
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
 
-class MessageError(db.Model):
+class MessageError(Model):
     """A delivery rejection with its SMPP code — the "Message errors" tab."""
 
     __tablename__ = "message_errors"

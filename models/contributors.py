@@ -5,12 +5,12 @@ only by the author. Rows are written by services/contributors.py in the same tra
 action that shaped the campaign.
 """
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 CONTRIBUTIONS = ("created", "edited", "uploaded", "submitted", "restored", "owner", "cloned_from")
 
 
-class CampaignContributor(db.Model):
+class CampaignContributor(Model):
     __tablename__ = "campaign_contributors"
     __table_args__ = (
         db.CheckConstraint("action IN ('created', 'edited', 'uploaded', 'submitted', 'restored', 'owner', "

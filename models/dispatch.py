@@ -2,10 +2,10 @@
 small persisted cursors (e.g. the Core's delivery-report cursor), each campaign's back-off and
 breaker state, and delivery reports kept until their message is recorded as sent."""
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 
-class DispatchBatch(db.Model):
+class DispatchBatch(Model):
     __tablename__ = "dispatch_batches"
 
     id = db.Column(db.Integer, primary_key=True)
@@ -21,7 +21,7 @@ class DispatchBatch(db.Model):
     submitted_at = db.Column(UTCDateTime)
 
 
-class HourlyStat(db.Model):
+class HourlyStat(Model):
     """Messages per campaign and UTC hour — the dashboard's 24-hour chart reads these."""
 
     __tablename__ = "hourly_stats"
@@ -35,7 +35,7 @@ class HourlyStat(db.Model):
     failed = db.Column(db.BigInteger, nullable=False, default=0)
 
 
-class DailySent(db.Model):
+class DailySent(Model):
     """Messages submitted per campaign and day in the workspace time zone (daily limits)."""
 
     __tablename__ = "daily_sent"
@@ -45,7 +45,7 @@ class DailySent(db.Model):
     sent = db.Column(db.BigInteger, nullable=False, default=0)
 
 
-class SystemState(db.Model):
+class SystemState(Model):
     __tablename__ = "system_state"
 
     key = db.Column(db.String(64), primary_key=True)
@@ -53,7 +53,7 @@ class SystemState(db.Model):
     updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
 
-class DispatchState(db.Model):
+class DispatchState(Model):
     """One campaign's dispatch health, shared by every worker: exponential back-off after transient
     trouble, batch-level refusals in a row, and the run of permanent rejections (circuit breaker)."""
 
@@ -72,7 +72,7 @@ class DispatchState(db.Model):
     updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
 
-class PendingReport(db.Model):
+class PendingReport(Model):
     """A final delivery report read from the Core's events feed, kept until it is applied to its
     recipient (which may still be `claimed`: the submit answer not recorded yet, or replayed)."""
 

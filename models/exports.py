@@ -1,9 +1,9 @@
 """Queued exports of a campaign's delivery records (CSV/TXT files removed after expiry)."""
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 
-class Export(db.Model):
+class Export(Model):
     __tablename__ = "exports"
 
     id = db.Column(db.Integer, primary_key=True)

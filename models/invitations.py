@@ -1,9 +1,9 @@
 """Invitations (admin-initiated) and join requests (user-initiated) into a workspace."""
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 
-class Invitation(db.Model):
+class Invitation(Model):
     __tablename__ = "invitations"
 
     id = db.Column(db.Integer, primary_key=True)
@@ -27,7 +27,7 @@ class Invitation(db.Model):
         return self.state
 
 
-class JoinRequest(db.Model):
+class JoinRequest(Model):
     __tablename__ = "join_requests"
 
     id = db.Column(db.Integer, primary_key=True)

@@ -1,9 +1,9 @@
 """Mail kept for admins to read when no SMTP server is configured (air-gapped demo installs)."""
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 
-class OutboxMail(db.Model):
+class OutboxMail(Model):
     __tablename__ = "outbox_mails"
 
     id = db.Column(db.Integer, primary_key=True)

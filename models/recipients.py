@@ -4,13 +4,13 @@ Numbers are stored normalised (digits, 7–15) with a keyed `ctn_hash`; pages sh
 masked tail unless the member may see full numbers.
 """
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 BigId = db.BigInteger().with_variant(db.Integer, "sqlite")
 RECIPIENT_STATES = ("queued", "claimed", "sent", "delivered", "failed", "stop_listed")
 
 
-class Recipient(db.Model):
+class Recipient(Model):
     __tablename__ = "recipients"
     __table_args__ = (
         db.UniqueConstraint("campaign_id", "number", name="uq_recipients_campaign_number"),
@@ -38,7 +38,7 @@ class Recipient(db.Model):
     retry_at = db.Column(UTCDateTime)
 
 
-class Upload(db.Model):
+class Upload(Model):
     __tablename__ = "uploads"
 
     id = db.Column(db.Integer, primary_key=True)
@@ -65,7 +65,7 @@ class Upload(db.Model):
     campaign = db.relationship("Campaign")
 
 
-class StopListEntry(db.Model):
+class StopListEntry(Model):
     __tablename__ = "stop_list"
     __table_args__ = (db.UniqueConstraint("workspace_id", "number", name="uq_stop_list_workspace_number"),)
 

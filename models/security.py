@@ -1,10 +1,10 @@
 """Second factor, sign-in sessions and GDPR mode: the tables behind services/totp.py,
 services/sessions.py and services/gdpr.py."""
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 
-class UserTotp(db.Model):
+class UserTotp(Model):
     """A user's TOTP secret. `confirmed_at` is set once a code from the authenticator was accepted;
     until then the secret is only an enrolment in progress and sign-in does not ask for it."""
     __tablename__ = "user_totp"
@@ -17,7 +17,7 @@ class UserTotp(db.Model):
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """One single-use recovery code (60 random bits), stored as a salted argon2id hash."""
     __tablename__ = "recovery_codes"
 
@@ -28,7 +28,7 @@ class RecoveryCode(db.Model):
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
 
-class UserSession(db.Model):
+class UserSession(Model):
     """One signed-in browser. The cookie carries a random session id; only its digest is stored."""
     __tablename__ = "user_sessions"
 
@@ -43,7 +43,7 @@ class UserSession(db.Model):
     revoked_at = db.Column(UTCDateTime)
 
 
-class WorkspaceGdpr(db.Model):
+class WorkspaceGdpr(Model):
     """GDPR mode of a workspace: once enabled it cannot be turned off (anonymisation is irreversible)."""
     __tablename__ = "workspace_gdpr"
 
@@ -53,7 +53,7 @@ class WorkspaceGdpr(db.Model):
     enabled_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
 
 
-class AnonymisedCampaign(db.Model):
+class AnonymisedCampaign(Model):
     """A finished campaign whose recipient numbers were replaced by hash and masked tail."""
     __tablename__ = "anonymised_campaigns"
 

@@ -4,12 +4,13 @@ A SADDR change never edits a row: it adds a revision in `pending`. An approved r
 SADDR/TON/NPI never change (the service refuses; on PostgreSQL a trigger refuses as well).
 """
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
+from models.states import RevisionState, check_in
 
 REVISION_STATES = ("draft", "pending", "approved", "rejected", "archived")
 
 
-class SenderName(db.Model):
+class SenderName(Model):
     __tablename__ = "sender_names"
 
     id = db.Column(db.Integer, primary_key=True)
@@ -24,11 +25,11 @@ class SenderName(db.Model):
     created_by = db.relationship("User")
 
 
-class SenderRevision(db.Model):
+class SenderRevision(Model):
     __tablename__ = "sender_revisions"
     __table_args__ = (
         db.UniqueConstraint("sender_id", "number", name="uq_sender_revisions_sender_number"),
-        db.CheckConstraint("state IN ('draft', 'pending', 'approved', 'rejected', 'archived')", name="state_known"),
+        db.CheckConstraint(check_in("state", RevisionState), name="state_known"),
         db.CheckConstraint("ton BETWEEN 0 AND 6", name="ton_range"),
         db.CheckConstraint("npi IN (0, 1, 3, 4, 6, 8, 9, 10, 14, 18)", name="npi_known"),
     )

@@ -4,10 +4,10 @@ A token is live while it is not revoked and `expires_at` lies ahead. `revoked_re
 died (revoked by its owner or an admin, password change, sign out everywhere, removal from the
 workspace, role change) for the tokens page; the audit log has who and when."""
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     __tablename__ = "api_tokens"
 
     id = db.Column(db.Integer, primary_key=True)

@@ -2,10 +2,10 @@
 from flask_login import UserMixin
 
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
 
     id = db.Column(db.Integer, primary_key=True)

@@ -1,12 +1,12 @@
 """Workspaces (tenants) and memberships (a user's role in one workspace)."""
 from extensions import db
-from models.base import UTCDateTime, utcnow
+from models.base import Model, UTCDateTime, utcnow
 
 ROLES = ("author", "moderator", "admin")
 MASTER_SLUG = "master"
 
 
-class Workspace(db.Model):
+class Workspace(Model):
     __tablename__ = "workspaces"
 
     id = db.Column(db.Integer, primary_key=True)
@@ -31,7 +31,7 @@ class Workspace(db.Model):
         return f"<Workspace {self.slug}>"
 
 
-class Membership(db.Model):
+class Membership(Model):
     __tablename__ = "memberships"
     __table_args__ = (
         db.UniqueConstraint("workspace_id", "user_id", name="uq_memberships_workspace_user"),

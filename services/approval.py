@@ -18,7 +18,7 @@ clones it and the copy goes through moderation again) with a Job error naming wh
 import hashlib
 import json
 import logging
-from datetime import timezone
+from datetime import UTC
 
 from sqlalchemy import func, select, update
 
@@ -26,6 +26,8 @@ import audit
 from extensions import db
 from models import Campaign, Recipient, Upload
 from models.campaigns import JobError
+from models.states import Mode
+from models.states import Moderation as M
 from services import campaign_drafts, segments
 from services import campaigns as lifecycle  # a cycle by design: lifecycle asks approval_values() on approve
 
@@ -44,7 +46,7 @@ class FingerprintMismatch(Exception):
 
 
 def _when(value):
-    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def _day(value):
@@ -53,7 +55,7 @@ def _day(value):
 
 def recipient_set(campaign):
     """Each finished upload's SHA-256 and counts, and the campaign's recipient count (None: Trigger)."""
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         return None
     uploads = db.session.execute(
         select(Upload.id, Upload.sha256, Upload.bytes_total, Upload.lines, Upload.accepted, Upload.duplicates,
@@ -162,7 +164,7 @@ def verify_for_dispatch(campaign_id):
     be dispatched; False when it was refused (it is Failed now, with a Job error; nothing is sent).
     Campaigns that are not approved are left to dispatch's own rules (they never get an allowance)."""
     campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None or campaign.moderation != "approved":
+    if campaign is None or campaign.moderation != M.APPROVED:
         return True
     db.session.refresh(campaign)
     if campaign.approval_fingerprint == LEGACY:

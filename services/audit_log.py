@@ -1,5 +1,5 @@
 """Reading the audit log: one filter parser shared by the audit pages and GET /api/v1/audit."""
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import audit
 from services.errors import DomainError
@@ -11,9 +11,9 @@ def _parse_when(value, end_of_day=False):
     try:
         if len(value) == 10:
             day = datetime.strptime(value, "%Y-%m-%d").date()
-            return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=timezone.utc)
+            return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError:
         raise DomainError(f"{value!r} is not a date; use YYYY-MM-DD or an ISO-8601 timestamp.",
                           code="invalid_date") from None

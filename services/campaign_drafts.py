@@ -13,9 +13,8 @@ use (the revision's, unless overridden in step 3) and `dton/dnpi` default to int
 Spread campaigns also get `start_at` = the first day's sending-window start (UTC), so the list's
 Start column and the dispatch tick see one start time for every scheduled mode.
 """
-import importlib
 import math
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -23,10 +22,12 @@ from sqlalchemy import select
 
 import audit
 from extensions import db
-from models import Campaign, Recipient, SenderName, SenderRevision, utcnow
+from models import Campaign, Recipient, SenderRevision, utcnow
 from models.campaigns import MODES
+from models.states import CampaignStatus as S
+from models.states import Mode
 from services import campaigns as lifecycle
-from services import contributors, segments, smpp
+from services import contributors, segments, senders, smpp
 from services.errors import DomainError, Forbidden
 from services.numbers import mask_number
 
@@ -39,7 +40,6 @@ MODE_HELP = {
                "message goes out at once (for OTPs and alerts). Recipients are not uploaded.",
 }
 DEFAULT_DTON, DEFAULT_DNPI = 1, 1          # international, ISDN/E.164 — what the normaliser produces
-NOMINAL_RATE_PER_HOUR = 36_000             # 10 SMS/s: a conservative share of one Core channel
 MAX_SPREAD_DAYS = 366
 MAX_DAILY_LIMIT = 100_000_000
 EDITED_FIELDS = ("name", "mode", "sender_revision_id", "message_text", "daily_limit", "auto_start", "start_at",
@@ -62,7 +62,7 @@ class InvalidFields(DomainError):
 
 def steps_for(campaign_or_mode):
     mode = getattr(campaign_or_mode, "mode", campaign_or_mode)
-    return [n for n in STEPS if not (n == 4 and mode == "Trigger")]
+    return [n for n in STEPS if not (n == 4 and mode == Mode.TRIGGER)]
 
 
 def next_step(campaign, step):
@@ -88,7 +88,7 @@ def get_editable(workspace, campaign_id, membership, user):
 
 def is_uploading(campaign):
     """A draft whose recipient upload is running: the pipeline moved it to Building (not submitted)."""
-    return campaign.status == "Building" and campaign.submitted_at is None and campaign.archived_at is None
+    return campaign.status == S.BUILDING and campaign.submitted_at is None and campaign.archived_at is None
 
 
 def ensure_editable(campaign, membership, user):
@@ -99,7 +99,7 @@ def ensure_editable(campaign, membership, user):
     if is_uploading(campaign):
         raise lifecycle.IllegalTransition("Recipients are still being read; edit the draft again when the "
                                           "upload has finished.")
-    if campaign.status != "New":
+    if campaign.status != S.NEW:
         raise lifecycle.IllegalTransition(
             f"Campaign #{campaign.id} is {campaign.status}; only drafts (status New) can be edited. "
             "Clone it to start a changed copy.")
@@ -109,25 +109,7 @@ def ensure_editable(campaign, membership, user):
 
 def approved_sender_revisions(workspace):
     """The sender revisions step 2 offers (the registry's current approved, non-archived names)."""
-    senders = _senders_module()
-    if senders is not None and hasattr(senders, "approved_revisions_for_wizard"):
-        return list(senders.approved_revisions_for_wizard(workspace))
-    rows = db.session.execute(
-        select(SenderRevision).join(SenderName, SenderName.id == SenderRevision.sender_id)
-        .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == "approved",
-               SenderName.archived_at.is_(None))).scalars()
-    newest = {}
-    for row in rows:
-        if row.sender_id not in newest or row.number > newest[row.sender_id].number:
-            newest[row.sender_id] = row
-    return sorted(newest.values(), key=lambda r: (r.sender.label.lower(), r.sender_id))
-
-
-def _senders_module():
-    try:
-        return importlib.import_module("services.senders")
-    except ImportError:
-        return None
+    return list(senders.approved_revisions_for_wizard(workspace))
 
 
 def effective_smpp(campaign):
@@ -175,7 +157,7 @@ def parse_local_datetime(value, workspace):
             raise ValueError("Enter the start as date and time, e.g. 2026-05-04 09:30.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_tz(workspace))
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def _date(value):
@@ -194,7 +176,7 @@ def local_input_value(dt, workspace):
 
 def window_start_utc(day, workspace):
     hours, minutes = (int(x) for x in workspace.window_start.split(":"))
-    return datetime.combine(day, time(hours, minutes), tzinfo=_tz(workspace)).astimezone(timezone.utc)
+    return datetime.combine(day, time(hours, minutes), tzinfo=_tz(workspace)).astimezone(UTC)
 
 
 # --- validation per step -----------------------------------------------------------------
@@ -203,14 +185,14 @@ def validate_mode(mode, campaign=None):
     mode = (mode or "").strip()
     if mode not in MODES:
         raise InvalidFields({"mode": f"Choose a delivery mode: {', '.join(MODES)}."})
-    if campaign is not None and mode == "Trigger" and campaign.recipients_count:
+    if campaign is not None and mode == Mode.TRIGGER and campaign.recipients_count:
         raise InvalidFields({"mode": "A Trigger campaign starts empty, but this draft already has "
                                      f"{campaign.recipients_count} recipients. Clone it into a new "
                                      "campaign and choose Trigger there."})
     return mode
 
 
-def validate_parameters(workspace, mode, values, current=None):
+def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 — issue 16: to split
     """Check step 2's values for `mode`; returns the column values to store. Raises InvalidFields."""
     errors, out = {}, {}
     name = " ".join(str(values.get("name") or "").split())
@@ -263,7 +245,7 @@ def validate_parameters(workspace, mode, values, current=None):
     out["spread_first_day"] = out["spread_last_day"] = None
     out["ignore_daily_window"] = False
     now = utcnow()
-    if mode == "OnTime":
+    if mode == Mode.ON_TIME:
         raw = values.get("start_at")
         if _blank(raw):
             errors["start_at"] = f"Choose when to send (date and time in {workspace.timezone})."
@@ -276,7 +258,7 @@ def validate_parameters(workspace, mode, values, current=None):
                 if start <= now:
                     errors["start_at"] = f"The start must be in the future ({workspace.timezone} time)."
                 out["start_at"] = start
-    elif mode == "Spread":
+    elif mode == Mode.SPREAD:
         first_raw = values.get("window_start", values.get("spread_first_day"))
         last_raw = values.get("window_end", values.get("spread_last_day"))
         today = today_in(workspace)
@@ -303,7 +285,7 @@ def validate_parameters(workspace, mode, values, current=None):
         out["spread_first_day"], out["spread_last_day"] = first, last
         if first:
             out["start_at"] = window_start_utc(first, workspace)
-    elif mode == "Trigger":
+    elif mode == Mode.TRIGGER:
         out["ignore_daily_window"] = _bool(values.get("ignore_daily_window"))
 
     if errors:
@@ -357,7 +339,7 @@ def _save(campaign, changes, step, user, action="campaigns.edited"):
     after = _snapshot(campaign)
     changed = [k for k in EDITED_FIELDS if before[k] != after[k]]
     campaign.wizard_step = max(campaign.wizard_step or 1, next_step(campaign, step))
-    if campaign.wizard_step == 4 and campaign.mode == "Trigger":
+    if campaign.wizard_step == 4 and campaign.mode == Mode.TRIGGER:
         campaign.wizard_step = 5
     campaign.updated_at = utcnow()
     contributors.record(campaign, user, "edited")
@@ -413,7 +395,7 @@ def save_smpp(workspace, campaign_id, values, membership, user):
 def finish_recipients(workspace, campaign_id, membership, user):
     """Step 4 → 5. Recipients are added by the upload pipeline; this only moves the wizard on."""
     campaign = get_editable(workspace, campaign_id, membership, user)
-    if campaign.mode != "Trigger" and not campaign.recipients_count and not lifecycle.uploads_running(campaign):
+    if campaign.mode != Mode.TRIGGER and not campaign.recipients_count and not lifecycle.uploads_running(campaign):
         raise InvalidFields({"recipients": "Upload a list of recipients before you continue."})
     return _save(campaign, {}, 4, user)
 
@@ -441,7 +423,7 @@ def create_complete(workspace, membership, user, payload):
     if errors:
         raise InvalidFields(errors)
     campaign = Campaign(workspace_id=workspace.id, author_id=user.id, mode=mode, status="New",
-                        moderation="awaiting", wizard_step=5 if mode == "Trigger" else 4, **values)
+                        moderation="awaiting", wizard_step=5 if mode == Mode.TRIGGER else 4, **values)
     db.session.add(campaign)
     db.session.flush()
     contributors.record(campaign, user, "created")
@@ -459,7 +441,7 @@ def clone(workspace, campaign_id, membership, user):
     copy = Campaign(workspace_id=workspace.id, author_id=user.id, status="New", moderation="awaiting",
                     name=_copy_name(source.name), mode=source.mode, message_text=source.message_text,
                     daily_limit=source.daily_limit, auto_start=source.auto_start,
-                    ignore_daily_window=source.ignore_daily_window and source.mode == "Trigger",
+                    ignore_daily_window=source.ignore_daily_window and source.mode == Mode.TRIGGER,
                     dton=source.dton, dnpi=source.dnpi)
     notes = []
     approved = {r.id: r for r in approved_sender_revisions(workspace)}
@@ -469,17 +451,17 @@ def clone(workspace, campaign_id, membership, user):
     elif source.sender_revision_id is not None:
         notes.append("its sender name is no longer approved — choose one in step 2")
     now = utcnow()
-    if source.mode == "OnTime" and source.start_at and source.start_at > now:
+    if source.mode == Mode.ON_TIME and source.start_at and source.start_at > now:
         copy.start_at = source.start_at
-    elif source.mode == "OnTime":
+    elif source.mode == Mode.ON_TIME:
         notes.append("set a new start time")
-    if source.mode == "Spread":
+    if source.mode == Mode.SPREAD:
         if source.spread_first_day and source.spread_first_day >= today_in(workspace):
             copy.spread_first_day, copy.spread_last_day = source.spread_first_day, source.spread_last_day
             copy.start_at = source.start_at
         else:
             notes.append("choose a new Spread window")
-    copy.wizard_step = 2 if notes else (5 if copy.mode == "Trigger" else 4)
+    copy.wizard_step = 2 if notes else (5 if copy.mode == Mode.TRIGGER else 4)
     db.session.add(copy)
     db.session.flush()
     contributors.record(copy, user, "created")
@@ -527,22 +509,22 @@ def estimate(campaign, recipients=None):
     """
     workspace = campaign.workspace
     recipients = campaign.recipients_count if recipients is None else recipients
-    rate = current_app.config.get("CAMPAIGN_NOMINAL_RATE_PER_HOUR", NOMINAL_RATE_PER_HOUR)
-    hours = window_hours(workspace, campaign.mode == "Trigger" and campaign.ignore_daily_window)
+    rate = current_app.config["CAMPAIGN_NOMINAL_RATE_PER_HOUR"]
+    hours = window_hours(workspace, campaign.mode == Mode.TRIGGER and campaign.ignore_daily_window)
     capacity = int(hours * rate)
     limited_by = "sending window"
     if campaign.daily_limit and campaign.daily_limit < capacity:
         capacity, limited_by = campaign.daily_limit, "daily limit"
     result = {"recipients": recipients, "window_hours": hours, "rate_per_hour": rate,
               "capacity_per_day": capacity, "limited_by": limited_by, "days": None, "warning": None}
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         result["warning"] = "Trigger campaigns have no list: numbers arrive through the API after the start."
         return result
     if not recipients or capacity <= 0:
         result["days"] = 0 if not recipients else None
         return result
     days = math.ceil(recipients / capacity)
-    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+    if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         window_days = (campaign.spread_last_day - campaign.spread_first_day).days + 1
         per_day = math.ceil(recipients / window_days)
         result["per_day"] = per_day
@@ -560,7 +542,7 @@ def review(campaign):
     return {
         "segments": segments.count(campaign.message_text),
         "smpp": values, "smpp_defaults": defaults, "smpp_overridden": overridden,
-        "sample": sample_numbers(campaign) if campaign.mode != "Trigger" else [],
+        "sample": sample_numbers(campaign) if campaign.mode != Mode.TRIGGER else [],
         "estimate": estimate(campaign),
         "problems": lifecycle.submit_problems(campaign),
     }

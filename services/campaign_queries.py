@@ -32,8 +32,8 @@ ID_QUERY = re.compile(r"^#?(\d{1,9})$")
 
 @dataclass
 class ListFilters:
-    date_from: date = None
-    date_to: date = None
+    date_from: date | None = None
+    date_to: date | None = None
     status: str = ""
     mode: str = ""
     q: str = ""
@@ -145,7 +145,7 @@ def list_campaigns(workspace, membership, user, filters, page_size=None):
 @dataclass
 class RecipientPageView:
     rows: list
-    next_cursor: int = None
+    next_cursor: int | None = None
     total: int = 0
 
 

@@ -10,7 +10,6 @@ the UPDATE's guard re-checks the moderation the decision was based on.
 People reach the table through `perform()` (scoped lookup, permission, then the transition); jobs
 call `apply()` directly for the system events (build_finished, fail, expire, finish).
 """
-import importlib
 import logging
 from dataclasses import dataclass, field
 
@@ -19,14 +18,18 @@ from sqlalchemy import select, update
 import audit
 from extensions import db
 from models import Campaign, Membership, Upload, utcnow
+from models.states import CampaignStatus as S
+from models.states import Mode, RevisionState
+from models.states import Moderation as M
 from services import approval, contributors, permissions
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.moderation_rules import ensure_may_decide
+from services.queues import JobNames, enqueue_job
 
-TERMINAL = frozenset({"Done", "Cancelled", "Failed", "Expired"})
-ARCHIVABLE = TERMINAL | {"New"}
-ACTIVE = frozenset({"Building", "Pending", "Sending", "Paused"})
-ALL_STATUSES = frozenset({"New"}) | ACTIVE | TERMINAL
+TERMINAL = frozenset({S.DONE, S.CANCELLED, S.FAILED, S.EXPIRED})
+ARCHIVABLE = TERMINAL | {S.NEW}
+ACTIVE = frozenset({S.BUILDING, S.PENDING, S.SENDING, S.PAUSED})
+ALL_STATUSES = frozenset({S.NEW}) | ACTIVE | TERMINAL
 log = logging.getLogger("mc.campaigns")
 
 
@@ -39,8 +42,8 @@ class IllegalTransition(DomainError):
 class Transition:
     sources: frozenset
     target: object = None            # a status, None (status unchanged) or a function(campaign) -> status
-    moderation_from: frozenset = None  # required current moderation, None = any
-    moderation_to: str = None
+    moderation_from: frozenset | None = None  # required current moderation, None = any
+    moderation_to: str | None = None
     who: str = "owner"               # owner | moderator | system
     label: str = ""
     extra: dict = field(default_factory=dict)
@@ -48,44 +51,44 @@ class Transition:
 
 def _after_build(campaign):
     # Ingest finished: a draft goes back to the wizard; a submitted campaign waits for moderation.
-    return "Pending" if campaign.submitted_at else "New"
+    return S.PENDING if campaign.submitted_at else S.NEW
 
 
 def _after_failed_build(campaign):
     # A bad file changes nothing for a draft: it goes back to the wizard with the job error.
-    return "Failed" if campaign.submitted_at else "New"
+    return S.FAILED if campaign.submitted_at else S.NEW
 
 
 def _after_approval(campaign):
     # OnDemand and Trigger start at once when auto-start is on; OnTime and Spread wait for their
     # start (the dispatch tick starts them); without auto-start everything waits for a manual Start.
-    if campaign.auto_start and campaign.mode in ("OnDemand", "Trigger"):
-        return "Sending"
-    return "Pending"
+    if campaign.auto_start and campaign.mode in (Mode.ON_DEMAND, Mode.TRIGGER):
+        return S.SENDING
+    return S.PENDING
 
 
 def _after_submit(campaign):
-    return "Building" if campaign.mode == "Spread" else "Pending"
+    return S.BUILDING if campaign.mode == Mode.SPREAD else S.PENDING
 
 
 TRANSITIONS = {
-    "build": Transition(frozenset({"New"}), "Building", who="owner", label="Upload recipients"),
-    "build_finished": Transition(frozenset({"Building"}), _after_build, who="system"),
-    "build_failed": Transition(frozenset({"Building"}), _after_failed_build, who="system"),
-    "submit": Transition(frozenset({"New"}), _after_submit, moderation_to="awaiting", label="Submit to moderation"),
-    "approve": Transition(frozenset({"Pending"}), _after_approval, frozenset({"awaiting"}), "approved",
+    "build": Transition(frozenset({S.NEW}), S.BUILDING, who="owner", label="Upload recipients"),
+    "build_finished": Transition(frozenset({S.BUILDING}), _after_build, who="system"),
+    "build_failed": Transition(frozenset({S.BUILDING}), _after_failed_build, who="system"),
+    "submit": Transition(frozenset({S.NEW}), _after_submit, moderation_to=M.AWAITING, label="Submit to moderation"),
+    "approve": Transition(frozenset({S.PENDING}), _after_approval, frozenset({M.AWAITING}), M.APPROVED,
                           who="moderator", label="Approve"),
-    "reject": Transition(frozenset({"Pending"}), "New", frozenset({"awaiting"}), "rejected",
+    "reject": Transition(frozenset({S.PENDING}), S.NEW, frozenset({M.AWAITING}), M.REJECTED,
                          who="moderator", label="Reject"),
-    "start": Transition(frozenset({"Pending"}), "Sending", frozenset({"approved"}), label="Start"),
-    "pause": Transition(frozenset({"Sending"}), "Paused", frozenset({"approved"}), label="Pause"),
+    "start": Transition(frozenset({S.PENDING}), S.SENDING, frozenset({M.APPROVED}), label="Start"),
+    "pause": Transition(frozenset({S.SENDING}), S.PAUSED, frozenset({M.APPROVED}), label="Pause"),
     # Dispatch stops a campaign the Core keeps refusing (circuit breaker, give-up); pause_reason says why.
-    "system_pause": Transition(frozenset({"Sending"}), "Paused", frozenset({"approved"}), who="system"),
-    "resume": Transition(frozenset({"Paused"}), "Sending", frozenset({"approved"}), label="Resume"),
-    "cancel": Transition(frozenset({"Building", "Pending", "Sending", "Paused"}), "Cancelled", label="Cancel"),
-    "finish": Transition(frozenset({"Sending", "Paused"}), "Done", label="Finish"),
-    "fail": Transition(frozenset({"Building", "Pending", "Sending", "Paused"}), "Failed", who="system"),
-    "expire": Transition(frozenset({"Pending", "Sending", "Paused"}), "Expired", who="system"),
+    "system_pause": Transition(frozenset({S.SENDING}), S.PAUSED, frozenset({M.APPROVED}), who="system"),
+    "resume": Transition(frozenset({S.PAUSED}), S.SENDING, frozenset({M.APPROVED}), label="Resume"),
+    "cancel": Transition(frozenset({S.BUILDING, S.PENDING, S.SENDING, S.PAUSED}), S.CANCELLED, label="Cancel"),
+    "finish": Transition(frozenset({S.SENDING, S.PAUSED}), S.DONE, label="Finish"),
+    "fail": Transition(frozenset({S.BUILDING, S.PENDING, S.SENDING, S.PAUSED}), S.FAILED, who="system"),
+    "expire": Transition(frozenset({S.PENDING, S.SENDING, S.PAUSED}), S.EXPIRED, who="system"),
     "archive": Transition(ARCHIVABLE, None, label="Archive"),
     "restore": Transition(frozenset(ARCHIVABLE), None, label="Restore"),
     # Clone changes nothing on the source; it is in the table so that "may I clone?" has one answer.
@@ -95,7 +98,7 @@ TRANSITIONS = {
 USER_ACTIONS = ("submit", "start", "pause", "resume", "cancel", "finish", "clone", "archive", "restore")
 DECISIONS = ("approve", "reject")
 # A person may end only a Trigger campaign (it has no "last recipient"); others finish by themselves.
-PERSON_FINISH_MODES = frozenset({"Trigger"})
+PERSON_FINISH_MODES = frozenset({Mode.TRIGGER})
 
 
 def _state(campaign):
@@ -103,7 +106,7 @@ def _state(campaign):
             "archived": campaign.archived_at is not None}
 
 
-def check(campaign, event):
+def check(campaign, event):  # noqa: C901 — issue 16: to split
     """Raise IllegalTransition unless the table allows `event` from the campaign's current state."""
     rule = TRANSITIONS.get(event)
     if rule is None:
@@ -118,7 +121,7 @@ def check(campaign, event):
         return rule
     if campaign.archived_at is not None:
         raise IllegalTransition("This campaign is archived; restore it first.")
-    if event in ("approve", "reject") and campaign.moderation != "awaiting" and campaign.moderated_at:
+    if event in ("approve", "reject") and campaign.moderation != M.AWAITING and campaign.moderated_at:
         raise _already_decided(campaign)  # a late decision: say who decided first, not "wrong status"
     if campaign.status not in rule.sources:
         allowed = ", ".join(sorted(rule.sources))
@@ -136,7 +139,7 @@ def check(campaign, event):
     return rule
 
 
-def submit_problems(campaign):
+def submit_problems(campaign):  # noqa: C901 — issue 16: to split
     """What still stops a draft from being submitted, as sentences the author can act on."""
     problems = []
     if not (campaign.name or "").strip():
@@ -146,20 +149,20 @@ def submit_problems(campaign):
     revision = campaign.sender_revision
     if revision is None:
         problems.append("Choose an approved sender name (step 2).")
-    elif revision.state != "approved" or (revision.sender and revision.sender.archived_at is not None):
+    elif revision.state != RevisionState.APPROVED or (revision.sender and revision.sender.archived_at is not None):
         problems.append(f"The sender name {revision.saddr!r} is no longer approved; choose another (step 2).")
     now = utcnow()
-    if campaign.mode == "OnTime":
+    if campaign.mode == Mode.ON_TIME:
         if campaign.start_at is None:
             problems.append("Set the start time (step 2).")
         elif campaign.start_at <= now:
             problems.append("The start time has passed; set a new one (step 2).")
-    if campaign.mode == "Spread":
+    if campaign.mode == Mode.SPREAD:
         if campaign.spread_first_day is None or campaign.spread_last_day is None:
             problems.append("Set the Spread window's first and last day (step 2).")
         elif campaign.spread_last_day < _today_in(campaign):
             problems.append("The Spread window is over; choose new days (step 2).")
-    if campaign.mode != "Trigger":
+    if campaign.mode != Mode.TRIGGER:
         if campaign.id is not None and uploads_running(campaign):
             problems.append("Wait until the recipient upload has finished (step 4).")
         elif not campaign.recipients_count:
@@ -187,7 +190,7 @@ def _already_decided(campaign):
                     code="already_decided")
 
 
-def apply(campaign, event, *, actor=None, note=None, values=None):
+def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901 — issue 16: to split
     """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict."""
     if event == "clone":
         raise IllegalTransition("Cloning makes a new campaign; use services.campaign_drafts.clone().")
@@ -203,7 +206,7 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
         target = rule.target(campaign) if callable(rule.target) else rule.target
         if target is not None:
             changes["status"] = target
-            if target == "Sending" and campaign.started_at is None:
+            if target == S.SENDING and campaign.started_at is None:
                 changes["started_at"] = now
             if target in TERMINAL:
                 changes["finished_at"] = now
@@ -222,8 +225,8 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
         changes["pause_reason"] = None  # a system pause's reason ends with the operator's Resume
     changes["updated_at"] = now
     # The invariant the whole platform leans on: nothing is dispatched without an approval.
-    if changes.get("status", campaign.status) in ("Sending", "Paused") \
-            and changes.get("moderation", campaign.moderation) != "approved":
+    if changes.get("status", campaign.status) in (S.SENDING, S.PAUSED) \
+            and changes.get("moderation", campaign.moderation) != M.APPROVED:
         raise IllegalTransition(f"Cannot {event} campaign #{campaign.id}: it has not been approved by a moderator.")
 
     # The guard is the state we checked; anyone who changed it first wins and we report it.
@@ -238,7 +241,7 @@ def apply(campaign, event, *, actor=None, note=None, values=None):
     if not done:
         db.session.rollback()
         db.session.refresh(campaign)
-        if event in ("approve", "reject") and campaign.moderation != "awaiting":
+        if event in ("approve", "reject") and campaign.moderation != M.AWAITING:
             raise _already_decided(campaign)
         raise Conflict(f"Campaign #{campaign.id} changed meanwhile (it is now {campaign.status}, "
                        f"moderation {campaign.moderation}); reload and try again.", code="changed_meanwhile")
@@ -310,25 +313,15 @@ def perform(workspace, campaign_id, event, membership, user, note=None):
         raise DomainError("The campaign's author is no longer a member; choose a new owner to restore it.",
                           code="owner_required", status=409)
     campaign = apply(campaign, event, actor=user, note=(note or "").strip() or None)
-    if event == "submit" and campaign.status == "Building":
+    if event == "submit" and campaign.status == S.BUILDING:
         enqueue_spread_plan(campaign)
     return campaign
 
 
 def enqueue_spread_plan(campaign):
     """Spread: after submit (committed), the recipients pipeline assigns recipients to days and
-    reports `build_finished`. The job lives in jobs/uploads.py; without it nothing is enqueued."""
-    try:
-        job = getattr(importlib.import_module("jobs.uploads"), "plan_spread", None)
-    except ImportError:
-        job = None
-    if job is None:
-        log.warning("campaign %s: jobs.uploads.plan_spread is not available; the Spread plan was not enqueued",
-                    campaign.id)
-        return None
-    from jobs import enqueue_job
-
-    return enqueue_job(job, campaign.id, queue="uploads")
+    reports `build_finished` (the job is jobs.uploads.plan_spread, queued by name)."""
+    return enqueue_job(JobNames.PLAN_SPREAD, campaign.id, queue="uploads")
 
 
 def approve(workspace, campaign_id, membership, user):

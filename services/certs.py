@@ -38,7 +38,7 @@ def certs_dir(data_dir):
 
 
 def _now():
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _new_key():

@@ -73,7 +73,7 @@ def hourly(workspace_ids=None, now=None, hours=24):
     stmt = select(HourlyStat.hour, func.sum(HourlyStat.sent), func.sum(HourlyStat.failed)).where(
         HourlyStat.hour >= start)
     rows = db.session.execute(_scope(stmt, HourlyStat.workspace_id, workspace_ids).group_by(HourlyStat.hour)).all()
-    by_hour = {}
+    by_hour: dict = {}
     for hour, sent, failed in rows:
         key = hour.replace(minute=0, second=0, microsecond=0)
         s, f = by_hour.get(key, (0, 0))
@@ -136,7 +136,7 @@ def _cache_key(workspace_ids):
 
 def cached_campaign_figures(workspace_ids=None):
     """campaign_figures(), shared between requests and processes for DASHBOARD_CACHE_SECONDS."""
-    ttl = current_app.config.get("DASHBOARD_CACHE_SECONDS", 5)
+    ttl = current_app.config["DASHBOARD_CACHE_SECONDS"]
     if ttl <= 0:
         return campaign_figures(workspace_ids)
     key = _cache_key(workspace_ids)

@@ -20,13 +20,16 @@ import os
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 
 from extensions import db, redis_connection
+from models.states import Mode
+from services.queues import QUEUES, get_queue
 
 log = logging.getLogger("mc.diagnostics")
 
@@ -47,7 +50,7 @@ def worst(items):
 
 # --- the Core -------------------------------------------------------------------------------
 
-_probe = {"key": None, "client": None}
+_probe: dict[str, Any] = {"key": None, "client": None}
 _probe_lock = threading.Lock()
 
 
@@ -71,7 +74,7 @@ def probe_core():
     started = time.monotonic()
     out = {"ok": False, "status": "unreachable", "latency_ms": None, "schema_core": None,
            "schema_ours": SCHEMA_VERSION, "schema_match": None, "error": None,
-           "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+           "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
         health = _probe_client().health()
     except (CoreError, OSError, ValueError) as exc:
@@ -148,8 +151,6 @@ def audit_status():
 def queue_status():
     from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-    from jobs import QUEUES, get_queue
-
     try:
         rows = []
         for name in QUEUES:
@@ -165,18 +166,16 @@ def queue_status():
 def worker_status():
     from rq import Worker
 
-    from jobs import QUEUES, get_queue
-
     try:
         workers = Worker.all(connection=get_queue("default").connection)
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "workers": [], "uncovered": list(QUEUES), "error": f"Redis: {exc}"[:300]}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for w in workers:
         beat = w.last_heartbeat
         if beat is not None and beat.tzinfo is None:
-            beat = beat.replace(tzinfo=timezone.utc)
+            beat = beat.replace(tzinfo=UTC)
         age = (now - beat).total_seconds() if beat else None
         rows.append({"name": w.name, "hostname": w.hostname, "pid": w.pid, "state": str(w.get_state()),
                      "queues": w.queue_names(), "last_heartbeat": beat, "age_s": age,
@@ -197,7 +196,7 @@ def cron_status():
         rows = []
         for name in cron_job_registry.get_names(connection):
             score = connection.zscore(cron_job_registry.get_registry_key(), name)
-            row = {"name": name, "enqueued_at": datetime.fromtimestamp(score, timezone.utc) if score else None,
+            row = {"name": name, "enqueued_at": datetime.fromtimestamp(score, UTC) if score else None,
                    "status": None, "ended_at": None}
             ids = get_cron_job_ids(name, connection, 0, 0)
             if ids:
@@ -219,7 +218,7 @@ def certificate_status(now=None):
     from cryptography import x509
 
     path = current_app.config["CORE_CLIENT_CERT"]
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         with open(path, "rb") as fh:
             cert = x509.load_pem_x509_certificate(fh.read())
@@ -287,7 +286,7 @@ def large_campaigns(workspace_id=None, limit=10):
 
 
 def _window_minutes(campaign):
-    if campaign.mode == "Trigger" and campaign.ignore_daily_window:
+    if campaign.mode == Mode.TRIGGER and campaign.ignore_daily_window:
         return 24 * 60
     ws = campaign.workspace
     start_h, start_m = (int(x) for x in ws.window_start.split(":"))
@@ -316,7 +315,7 @@ def _finish_check(campaign, tps, today=None):
     item = "Daily limit and quiet hours can finish the campaign in its window"
     remaining = max(int(campaign.recipients_count or 0) - int(campaign.sent_count or 0)
                     - int(campaign.failed_count or 0), 0)
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         return _item(item, "pass", "Trigger campaigns send each pushed number at once.")
     if remaining == 0:
         return _item(item, "pass", "Nothing left to send.")
@@ -326,7 +325,7 @@ def _finish_check(campaign, tps, today=None):
     per_day_rate = minutes * 60 * tps if tps else None
     limit = campaign.daily_limit or None
     per_day = min(x for x in (per_day_rate, limit, float("inf")) if x)
-    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+    if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         from services.dispatch import local_now
 
         today = today or local_now(campaign.workspace).date()

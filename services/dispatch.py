@@ -24,7 +24,7 @@ down (services/core_outage.py).
 import logging
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -32,9 +32,23 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 
 from extensions import db
 from gateway import CoreBadResponse, CoreRejected, CoreThrottled, CoreUnavailable, get_client
-from models import (Campaign, DailySent, DispatchBatch, DispatchState, HourlyStat, JobError, MessageError,
-                    PendingReport, Recipient, SystemState, utcnow)
+from models import (
+    Campaign,
+    DailySent,
+    DispatchBatch,
+    DispatchState,
+    HourlyStat,
+    JobError,
+    MessageError,
+    PendingReport,
+    Recipient,
+    SystemState,
+    utcnow,
+)
 from models.base import UTCDateTime
+from models.states import CampaignStatus as S
+from models.states import Mode
+from models.states import Moderation as M
 from services import campaigns as lifecycle
 from services import core_outage, pulse, segments, smpp_codes
 
@@ -59,7 +73,7 @@ def window_open(workspace, now=None):
 
 
 def respects_window(campaign):
-    return not (campaign.mode == "Trigger" and campaign.ignore_daily_window)
+    return not (campaign.mode == Mode.TRIGGER and campaign.ignore_daily_window)
 
 
 def sent_today(campaign, day):
@@ -70,7 +84,7 @@ def sent_today(campaign, day):
 def allowance(campaign, now=None, wanted=None):
     """How many messages this campaign may hand to the Core right now (0 = none)."""
     wanted = wanted if wanted is not None else batch_size()
-    if campaign.status != "Sending" or campaign.moderation != "approved" or campaign.archived_at:
+    if campaign.status != S.SENDING or campaign.moderation != M.APPROVED or campaign.archived_at:
         return 0
     workspace = campaign.workspace
     if respects_window(campaign) and not window_open(workspace, now):
@@ -151,7 +165,7 @@ def claim_batch(campaign_id, now=None):
     db.session.flush()
     spread = ""
     params = {"c": campaign_id, "b": batch.id, "n": size}
-    if campaign.mode == "Spread":
+    if campaign.mode == Mode.SPREAD:
         spread = " AND (spread_day IS NULL OR spread_day <= :today)"
         params["today"] = local_now(campaign.workspace, now).date()
     skip = " FOR UPDATE SKIP LOCKED" if postgres else ""
@@ -349,7 +363,7 @@ def system_pause(campaign_id, reason):
     """The system pauses a Sending campaign with a reason the operator reads; Resume continues."""
     campaign = db.session.get(Campaign, campaign_id)
     db.session.refresh(campaign)
-    if campaign.status != "Sending":
+    if campaign.status != S.SENDING:
         return False
     try:
         lifecycle.apply(campaign, "system_pause", values={"pause_reason": reason[:300]}, note=reason[:300])
@@ -400,12 +414,12 @@ def notice(campaign, now=None):
     {"kind": "system_paused" | "core_down" | "backing_off" | "failed", "since", "reason", "until"}."""
     now = now or utcnow()
     state = db.session.get(DispatchState, campaign.id)
-    if campaign.status == "Failed" and campaign.failure_reason:
+    if campaign.status == S.FAILED and campaign.failure_reason:
         return {"kind": "failed", "since": campaign.finished_at, "reason": campaign.failure_reason, "until": None}
-    if campaign.status == "Paused" and campaign.pause_reason:
+    if campaign.status == S.PAUSED and campaign.pause_reason:
         return {"kind": "system_paused", "since": state.paused_at if state else None,
                 "reason": campaign.pause_reason, "until": None}
-    if campaign.status != "Sending":
+    if campaign.status != S.SENDING:
         return None
     outage = core_outage.current()
     if outage:
@@ -444,7 +458,7 @@ def apply_results(batch_id, results):
                            .bindparams(bindparam("t", type_=UTCDateTime())),
                            [dict(a, t=now) for a in accepted])
     if rejected:
-        numbers = dict(db.session.execute(select(Recipient.id, Recipient.number).where(
+        numbers: dict = dict(db.session.execute(select(Recipient.id, Recipient.number).where(
             Recipient.id.in_([r for r, _ in rejected]))).all())
         db.session.execute(text("UPDATE recipients SET state = 'failed', smpp_status = :s WHERE id = :rid "
                                 "AND batch_id = :b AND state = 'claimed'"),
@@ -474,7 +488,7 @@ def _requeue_transient(campaign, batch_id, retry, now):
     time (DISPATCH_RESUBMIT_SECONDS × 4^attempts, capped): bounded submissions per recipient."""
     base = float(current_app.config["DISPATCH_RESUBMIT_SECONDS"])
     cap = max(base, float(current_app.config["DISPATCH_BACKOFF_MAX_SECONDS"]))
-    attempts = dict(db.session.execute(select(Recipient.id, Recipient.attempts).where(
+    attempts: dict = dict(db.session.execute(select(Recipient.id, Recipient.attempts).where(
         Recipient.id.in_([r for r, _ in retry]))).all())
     table = Recipient.__table__
     db.session.execute(
@@ -530,7 +544,7 @@ def _meaning(code):
 def _count_hour(campaign, when, sent=0, delivered=0, failed=0):
     if not (sent or delivered or failed):
         return
-    hour = when.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    hour = when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     db.session.execute(_upsert(HourlyStat, {"campaign_id": campaign.id, "hour": hour,
                                             "workspace_id": campaign.workspace_id},
                                {"sent": sent, "delivered": delivered, "failed": failed}))
@@ -562,7 +576,7 @@ def dispatch_campaign(campaign_id, time_budget=None):
 def finish_if_complete(campaign_id):
     campaign = db.session.get(Campaign, campaign_id)
     db.session.refresh(campaign)
-    if campaign.status != "Sending" or campaign.mode == "Trigger":
+    if campaign.status != S.SENDING or campaign.mode == Mode.TRIGGER:
         return False
     open_batches = db.session.scalar(select(func.count(DispatchBatch.id)).where(
         DispatchBatch.campaign_id == campaign_id, DispatchBatch.state == "claimed"))
@@ -579,11 +593,11 @@ def start_due_campaigns(now=None):
     now = now or utcnow()
     started = []
     waiting = db.session.scalars(select(Campaign).where(
-        Campaign.status == "Pending", Campaign.moderation == "approved", Campaign.auto_start.is_(True),
+        Campaign.status == S.PENDING, Campaign.moderation == M.APPROVED, Campaign.auto_start.is_(True),
         Campaign.archived_at.is_(None), Campaign.mode.in_(("OnTime", "Spread"))))
     for campaign in list(waiting):
-        due = (campaign.mode == "OnTime" and campaign.start_at and campaign.start_at <= now) or (
-            campaign.mode == "Spread" and campaign.spread_first_day
+        due = (campaign.mode == Mode.ON_TIME and campaign.start_at and campaign.start_at <= now) or (
+            campaign.mode == Mode.SPREAD and campaign.spread_first_day
             and campaign.spread_first_day <= local_now(campaign.workspace, now).date())
         if due:
             try:
@@ -599,7 +613,7 @@ def expire_overdue(now=None):
     now = now or utcnow()
     expired = []
     for campaign in list(db.session.scalars(select(Campaign).where(
-            Campaign.status.in_(("Sending", "Paused")), Campaign.mode == "Spread",
+            Campaign.status.in_(("Sending", "Paused")), Campaign.mode == Mode.SPREAD,
             Campaign.spread_last_day.isnot(None)))):
         if campaign.spread_last_day < local_now(campaign.workspace, now).date() and campaign.queued_count > 0:
             try:
@@ -621,13 +635,13 @@ def campaigns_with_work(now=None):
         waiting = select(DispatchState.campaign_id).where(DispatchState.backoff_until > now)
         work = work | ((Campaign.queued_count > 0) & Campaign.id.not_in(waiting))
     return list(db.session.scalars(select(Campaign.id).where(
-        Campaign.status == "Sending", Campaign.archived_at.is_(None), work)))
+        Campaign.status == S.SENDING, Campaign.archived_at.is_(None), work)))
 
 
 def finish_completed():
     """Sending campaigns whose every recipient is final are Done (Trigger campaigns end by hand)."""
     ids = db.session.scalars(select(Campaign.id).where(
-        Campaign.status == "Sending", Campaign.mode != "Trigger", Campaign.queued_count <= 0,
+        Campaign.status == S.SENDING, Campaign.mode != Mode.TRIGGER, Campaign.queued_count <= 0,
         Campaign.inflight_count <= 0))
     return [cid for cid in list(ids) if finish_if_complete(cid)]
 
@@ -679,7 +693,7 @@ def keep_events(events, next_cursor, expected_cursor):
             return 0  # another poller stored this page
         db.session.add(SystemState(key=EVENTS_CURSOR, value=next_cursor or "", updated_at=now))
         db.session.flush()
-    rows = {}
+    rows: dict = {}
     for event in events:
         if event.get("status") in FINAL and str(event.get("id", "")).isdigit():
             rows.setdefault(int(event["id"]), {
@@ -743,7 +757,8 @@ def _apply_reports(pending):
                            .bindparams(bindparam("ids", expanding=True)), {"ids": list(pending)})
     changed = db.session.execute(_APPLY_REPORTS, {"ids": list(pending)}).all()
     db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(list(pending))))
-    per_campaign, errors = {}, []
+    per_campaign: dict = {}
+    errors: list = []
     for rid, campaign_id, number, state in changed:
         stats = per_campaign.setdefault(campaign_id, {"delivered": 0, "failed": 0})
         stats[state] += 1
@@ -791,4 +806,4 @@ def _parse_time(value):
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

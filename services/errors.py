@@ -7,7 +7,7 @@ class DomainError(Exception):
     code = "invalid"
     status = 400
 
-    def __init__(self, message, code=None, status=None):
+    def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code:

@@ -9,6 +9,7 @@ are escaped. After EXPORT_TTL_HOURS the periodic `expire_exports` removes the fi
 row as `expired`, so an old link says so instead of a blind 404. Every request, completion and
 download is audited with the row count and whether numbers were unmasked.
 """
+import contextlib
 import os
 import re
 import uuid
@@ -25,6 +26,7 @@ from services import campaigns as lifecycle
 from services import permissions
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.numbers import mask_number
+from services.queues import JobNames, enqueue_job
 
 FORMATS = ("csv", "txt")
 COLUMNS = ("number", "status", "smpp_code", "submitted_at", "delivered_at")
@@ -49,7 +51,7 @@ class BadFormat(DomainError):
 # --- settings and paths ----------------------------------------------------------------------
 
 def ttl():
-    return timedelta(hours=float(current_app.config.get("EXPORT_TTL_HOURS") or 24))
+    return timedelta(hours=float(current_app.config["EXPORT_TTL_HOURS"]))
 
 
 def export_dir():
@@ -112,13 +114,8 @@ def request_export(workspace, campaign_id, fmt, membership, user):
     audit.record("export.requested", workspace_id=workspace.id, object_type="export", object_id=export.id,
                  after={"campaign_id": campaign.id, "format": fmt, "unmasked": unmasked,
                         "rows_expected": campaign.recipients_count})
-    from rq import Callback
-
-    from jobs import enqueue_job
-    from jobs.exports import build_export, on_export_failure
-
-    job = enqueue_job(build_export, export.id, queue="exports", timeout=6 * 3600, retries=2,
-                      job_id=f"export-{export.id}-{uuid.uuid4().hex[:8]}", on_failure=Callback(on_export_failure))
+    job = enqueue_job(JobNames.BUILD_EXPORT, export.id, queue="exports", timeout=6 * 3600, retries=2,
+                      job_id=f"export-{export.id}-{uuid.uuid4().hex[:8]}", on_failure=JobNames.ON_EXPORT_FAILURE)
     db.session.execute(update(Export).where(Export.id == export.id).values(job_id=job.id)
                        .execution_options(synchronize_session=False))
     db.session.commit()
@@ -278,7 +275,7 @@ def build(export_id, on_progress=None):
     sep, eol = ("," if fmt == "csv" else "\t"), ("\r\n" if fmt == "csv" else "\n")
     number_cell = cell if unmasked else fast_masker()  # masked numbers are "•…" + digits: nothing to escape
     iso = _sqlite_iso if db.engine.dialect.name == "sqlite" else _as_text
-    states = {}  # the few state values, escaped once
+    states: dict = {}  # the few state values, escaped once
 
     with open(part, "w", encoding="utf-8", newline="", buffering=1 << 20) as fh:
         fh.write(sep.join(COLUMNS) + eol)
@@ -316,10 +313,8 @@ def _progress(export_id, written, expected, on_progress):
 
 def _remove_files(path):
     for name in filter(None, (path, path and path + ".part")):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(name)
-        except FileNotFoundError:
-            pass
 
 
 def mark_failed(export_id, message):

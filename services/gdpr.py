@@ -35,11 +35,11 @@ TAIL = 3
 
 
 def installation_mode():
-    return bool(current_app.config.get("GDPR_MODE", False))
+    return bool(current_app.config["GDPR_MODE"])
 
 
 def default_retention_days():
-    return int(current_app.config.get("GDPR_RETENTION_DAYS", 30))
+    return int(current_app.config["GDPR_RETENTION_DAYS"])
 
 
 def anonymised_number(number, ctn_hash_hex):
@@ -97,7 +97,7 @@ def due_campaign_ids(workspace_id, retention_days, now=None):
 
 def anonymise_campaign(campaign_id, batch_size=None, deadline=None):
     """Rewrite one campaign's numbers in batches. Returns (rows rewritten, finished?)."""
-    batch_size = batch_size or current_app.config.get("GDPR_BATCH_SIZE", 5000)
+    batch_size = batch_size or current_app.config["GDPR_BATCH_SIZE"]
     campaign = db.session.get(Campaign, campaign_id)
     rewritten, after_id = 0, 0
     while True:
@@ -129,7 +129,7 @@ def anonymise_campaign(campaign_id, batch_size=None, deadline=None):
 
 def anonymise_due(now=None, time_budget=None):
     """The periodic job's work. Returns the number of campaigns completed in this run."""
-    budget = time_budget if time_budget is not None else current_app.config.get("GDPR_TIME_BUDGET", 240)
+    budget = time_budget if time_budget is not None else current_app.config["GDPR_TIME_BUDGET"]
     deadline = time.monotonic() + budget
     completed = 0
     for workspace_id, retention in _retentions():

@@ -4,9 +4,9 @@
 texts naming hosts, ports and paths — goes to the log (`mc.health`)."""
 import logging
 
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from redis.exceptions import RedisError
 
 from extensions import db, redis_connection
 

@@ -9,7 +9,8 @@ from services.errors import Conflict, DomainError, NotFound
 
 
 def request_to_join(user, slug, message):
-    workspace = db.session.execute(db.select(Workspace).filter_by(slug=(slug or "").strip().lower())).scalar_one_or_none()
+    wanted = (slug or "").strip().lower()
+    workspace = db.session.execute(db.select(Workspace).filter_by(slug=wanted)).scalar_one_or_none()
     if workspace is None or workspace.is_master:
         raise NotFound(f"No workspace with the slug {slug!r}. Check the spelling with the workspace admin.")
     if user.membership_in(workspace.id):

@@ -20,6 +20,8 @@ import time
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from services.queues import QUEUES, get_queue
+
 log = logging.getLogger("mc.metrics")
 
 JOB_SECONDS = Histogram("mc_job_duration_seconds", "Duration of background jobs.", ["job", "queue"],
@@ -43,7 +45,7 @@ def observe_job(job, queue, seconds):
 
 
 def multiprocess_dir():
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")  # noqa: SIM112 (prometheus_client's legacy name)
 
 
 _core_cache = {"at": 0.0, "pid": None, "value": None}
@@ -133,7 +135,7 @@ class AggregateCollector:
                                        "campaign counters.", labels=["workspace", "status"])
         inflight = GaugeMetricFamily("mc_workspace_messages_inflight", "Messages of a workspace sent and waiting "
                                      "for a final report.", labels=["workspace"])
-        totals = {}
+        totals: dict = {}
         for slug, status, count, sent, delivered, failed, flying in rows:
             campaigns.add_metric([slug, status], count)
             total = totals.setdefault(slug, [0, 0, 0, 0])
@@ -148,8 +150,6 @@ class AggregateCollector:
     def _queues(self):
         from rq import Worker
         from rq.registry import FailedJobRegistry, StartedJobRegistry
-
-        from jobs import QUEUES, get_queue
 
         depth = GaugeMetricFamily("mc_queue_depth", "Jobs waiting in an RQ queue.", labels=["queue"])
         failed = GaugeMetricFamily("mc_queue_failed_jobs", "Jobs in an RQ queue's failed registry.",

@@ -14,6 +14,8 @@ import binascii
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
+from typing import overload
 
 from flask import current_app
 
@@ -37,7 +39,7 @@ class BadNumber(ValueError):
     """A line that is not a phone number; the message says why (shown as a job error)."""
 
 
-def normalise_number(raw):
+def normalise_number(raw: str | None) -> str:
     text = _STRIP.sub("", (raw or "").strip().strip('"').strip("'"))
     if text.startswith("+"):
         text = text[1:]
@@ -54,27 +56,28 @@ def normalise_number(raw):
     return text
 
 
-def installation_hash_key():
+def installation_hash_key() -> bytes:
     """CTN_HASH_KEY as bytes (config.py defaults it to SECRET_KEY)."""
-    return current_app.config["CTN_HASH_KEY"].encode("utf-8")
+    key: str = current_app.config["CTN_HASH_KEY"]
+    return key.encode("utf-8")
 
 
-def derive_hash_key(installation_key, workspace_id):
+def derive_hash_key(installation_key: bytes, workspace_id: int) -> bytes:
     """The workspace's ctn_hash key: HMAC-SHA-256(installation key, "ctn-hash:<workspace id>")."""
     return hmac.digest(installation_key, HASH_KEY_CONTEXT + str(int(workspace_id)).encode("ascii"), "sha256")
 
 
-def hash_key(workspace_id):
+def hash_key(workspace_id: int) -> bytes:
     """The ctn_hash key of one workspace; derive it once per batch or upload, not per number."""
     return derive_hash_key(installation_hash_key(), workspace_id)
 
 
-def ctn_hash(number, workspace_id):
+def ctn_hash(number: str, workspace_id: int) -> str:
     """The keyed hash of a normalised number in one workspace (hex, 64 characters)."""
     return hmac.digest(hash_key(workspace_id), number.encode("ascii"), "sha256").hex()
 
 
-def ctn_hasher(key):
+def ctn_hasher(key: bytes) -> Callable[[bytes], bytes]:
     """A fast `ctn_hash` for the ingest: ASCII number bytes -> hex digest bytes, same value.
 
     HMAC is H((K^opad) || H((K^ipad) || m)); the two keyed SHA-256 states are computed once and
@@ -88,7 +91,7 @@ def ctn_hasher(key):
     outer = hashlib.sha256(key.translate(bytes(b ^ 0x5C for b in range(256)))).copy
     hexlify = binascii.hexlify
 
-    def hash_number(number):
+    def hash_number(number: bytes) -> bytes:
         i = inner()
         i.update(number)
         o = outer()
@@ -98,18 +101,22 @@ def ctn_hasher(key):
     return hash_number
 
 
-def mask_number(number, visible=MASK_VISIBLE):
+def mask_number(number: str | None, visible: int = MASK_VISIBLE) -> str:
     """`491701234567` -> `•••••••••567`: enough to tell numbers apart, not to dial them."""
     if not number:
         return ""
     return "•" * max(len(number) - visible, 0) + number[-visible:]
 
 
-def display_number(number, may_view_full):
+def display_number(number: str, may_view_full: bool) -> str:
     return number if may_view_full else mask_number(number)
 
 
-def mask_text(text):
+@overload
+def mask_text(text: str) -> str: ...
+@overload
+def mask_text(text: None) -> None: ...
+def mask_text(text: str | None) -> str | None:
     """Free text (a job error's raw line) with every number-looking digit run masked by
     `mask_number`: a run of MIN_DIGITS or more digits keeps its last digits and its separators,
     `+49 (170) 1234567` -> `+•• (•••) ••••567`. Shorter runs (a line number, a year) stay."""
@@ -118,7 +125,7 @@ def mask_text(text):
     return _DIGIT_RUN.sub(_mask_run, text)
 
 
-def _mask_run(match):
+def _mask_run(match: re.Match[str]) -> str:
     run = match.group()
     digits = _DIGIT.findall(run)
     if len(digits) < MIN_DIGITS:
@@ -127,7 +134,11 @@ def _mask_run(match):
     return _DIGIT.sub(lambda _: next(masked), run)
 
 
-def display_text(text, may_view_full):
+@overload
+def display_text(text: str, may_view_full: bool) -> str: ...
+@overload
+def display_text(text: None, may_view_full: bool) -> None: ...
+def display_text(text: str | None, may_view_full: bool) -> str | None:
     return text if may_view_full else mask_text(text)
 
 
@@ -143,7 +154,7 @@ HASH_ONLY_MESSAGE = ("Search by hash: enter the start of a ctn_hash (at least 6 
 BAD_SEARCH_MESSAGE = "Search by a full phone number or by a hash (at least 6 characters)."
 
 
-def parse_search(query, may_view_full):
+def parse_search(query: str | None, may_view_full: bool) -> tuple[str, str] | None:
     """A search box's text -> ("number", normalised) or ("hash", lower-case prefix); None when empty.
 
     With the right to view full numbers: a full number (exact) or a hash prefix. Without it: a

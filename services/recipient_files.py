@@ -35,7 +35,7 @@ class IngestFailed(Exception):
 class Layout:
     """How the file's lines are read; derived from its first bytes, so a resumed run gets the same."""
 
-    delimiter: str = None
+    delimiter: str | None = None
     column: int = 0
     header: bool = False
 
@@ -139,14 +139,15 @@ def parse_line(line, layout):
         others = [d for d in DELIMITERS if d != layout.delimiter and d in cell]
         if others:
             shown = "tab" if others[0] == "\t" else f"“{others[0]}”"
-            used = "none" if layout.delimiter is None else ("tab" if layout.delimiter == "\t" else f"“{layout.delimiter}”")
+            used = ("none" if layout.delimiter is None
+                    else "tab" if layout.delimiter == "\t" else f"“{layout.delimiter}”")
             raise BadNumber(f"mixed delimiters: this line uses {shown}, the file uses {used}") from exc
         raise
 
 
 # --- a block of lines, the fast way -----------------------------------------------------------
 
-_FAST = {}
+_FAST: dict = {}
 
 
 def _fast_matcher(layout):

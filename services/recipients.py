@@ -12,10 +12,10 @@ resumes without losing or re-counting a line. Stop-listed numbers are counted an
 (dispatch re-checks the stop-list anyway). Neither the web process nor the worker ever holds the
 whole file or its list of numbers.
 """
+import contextlib
 import hashlib
 import logging
 import os
-import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,9 +27,12 @@ from extensions import db
 from models import Campaign, utcnow
 from models.campaigns import JobError
 from models.recipients import Recipient, Upload
+from models.states import CampaignStatus as S
+from models.states import Mode
 from services import campaigns as campaign_rules
 from services.errors import DomainError
 from services.numbers import display_number, display_text, hash_key, mask_number, parse_search
+from services.queues import JobNames, enqueue_job
 from services.recipient_files import IngestFailed, read_chunk, read_head
 from services.recipient_store import Probe, store_numbers
 
@@ -44,25 +47,20 @@ class UploadTooLarge(DomainError):
     status = 413
 
 
-def _cfg(name, default):
-    value = current_app.config.get(name)
-    return default if value is None else value
-
-
 def browser_limit():
-    return int(_cfg("UPLOAD_BROWSER_MAX_BYTES", 50 * 1024 * 1024))
+    return int(current_app.config["UPLOAD_BROWSER_MAX_BYTES"])
 
 
 def api_limit():
-    return int(_cfg("UPLOAD_API_MAX_BYTES", 1024 * 1024 * 1024))
+    return int(current_app.config["UPLOAD_API_MAX_BYTES"])
 
 
 def chunk_lines():
-    return max(1, int(_cfg("UPLOAD_CHUNK_LINES", 50_000)))
+    return max(1, int(current_app.config["UPLOAD_CHUNK_LINES"]))
 
 
 def errors_stored():
-    return int(_cfg("UPLOAD_ERRORS_STORED", 1000))
+    return int(current_app.config["UPLOAD_ERRORS_STORED"])
 
 
 def spool_dir():
@@ -107,10 +105,8 @@ def spool_stream(stream, limit, *, chunk_size=COPY_CHUNK_BYTES):
 
 
 def discard_spool(path):
-    try:
+    with contextlib.suppress(FileNotFoundError, TypeError):
         os.unlink(path)
-    except (FileNotFoundError, TypeError):
-        pass
 
 
 def check_filename(name):
@@ -125,11 +121,11 @@ def check_filename(name):
 # --- starting an upload ---------------------------------------------------------------------
 
 def ensure_may_upload(campaign):
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         raise DomainError("Trigger campaigns start empty; numbers arrive through the API after the start.",
                           code="trigger_campaign", status=409)
-    if campaign.archived_at is not None or campaign.status != "New":
-        what = "being built" if campaign.status == "Building" else campaign.status
+    if campaign.archived_at is not None or campaign.status != S.NEW:
+        what = "being built" if campaign.status == S.BUILDING else campaign.status
         raise DomainError(f"Recipients can be uploaded only to a draft campaign (this one is {what}).",
                           code="not_a_draft", status=409)
 
@@ -163,15 +159,10 @@ def start_upload(campaign, *, spool_path, size, source, original_name="", user=N
 
 
 def enqueue_ingest(upload):
-    from rq import Callback
-
-    from jobs import enqueue_job
-    from jobs.uploads import ingest_upload, on_ingest_failure
-
     # Generous timeout: a 1 GB file at ~50k lines/s is a few minutes; retries resume from the offset.
-    job = enqueue_job(ingest_upload, upload.id, queue="uploads", timeout=6 * 3600,
+    job = enqueue_job(JobNames.INGEST_UPLOAD, upload.id, queue="uploads", timeout=6 * 3600,
                       job_id=f"ingest-{upload.id}-{uuid.uuid4().hex[:8]}",
-                      on_failure=Callback(on_ingest_failure))
+                      on_failure=JobNames.ON_INGEST_FAILURE)
     db.session.execute(db.update(Upload).where(Upload.id == upload.id).values(job_id=job.id))
     db.session.commit()
     return job
@@ -238,7 +229,7 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
     status, count = db.session.execute(
         db.select(Campaign.status, Campaign.recipients_count).filter_by(id=upload.campaign_id)
         .with_for_update(key_share=True)).one()
-    if status != "Building":
+    if status != S.BUILDING:
         db.session.rollback()
         return False
     inserted, stop_listed, duplicates = store_numbers(upload.campaign_id, upload.workspace_id, upload.id,
@@ -263,7 +254,7 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
 
 # --- the ingest -------------------------------------------------------------------------------
 
-def ingest(upload_id, on_progress=None):
+def ingest(upload_id, on_progress=None):  # noqa: C901 — issue 16: to split
     """Ingest one upload from its committed offset to the end. Idempotent and resumable.
 
     Transient errors (database, Redis) propagate so RQ retries the job, which resumes from the
@@ -274,7 +265,7 @@ def ingest(upload_id, on_progress=None):
     if upload is None or upload.state in ("done", "failed"):
         return upload
     campaign = db.session.get(Campaign, upload.campaign_id)
-    if campaign.status != "Building":
+    if campaign.status != S.BUILDING:
         return _abandon(upload, f"The campaign is {campaign.status}, not Building; the upload was stopped.")
     if upload.state != "running":
         upload.state = "running"
@@ -294,7 +285,7 @@ def ingest(upload_id, on_progress=None):
                 if upload.state != "running":
                     return upload
                 status = db.session.execute(db.select(Campaign.status).filter_by(id=campaign.id)).scalar()
-                if status != "Building":
+                if status != S.BUILDING:
                     return _abandon(upload, f"The campaign became {status} during the upload; ingest stopped.")
                 if upload.bytes_done >= upload.bytes_total:
                     break
@@ -346,7 +337,7 @@ def _finish(upload):
         reason = "The file has no data lines (only a header)." if upload.lines else "The file is empty."
         if not db.session.execute(db.select(JobError.id).filter_by(upload_id=upload.id, line_no=None)).first():
             db.session.add(JobError(campaign_id=upload.campaign_id, upload_id=upload.id, reason=reason))
-    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+    if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         from services import spread
 
         spread.plan(campaign)
@@ -356,7 +347,7 @@ def _finish(upload):
     db.session.refresh(upload)
     discard_spool(upload.spool_path)
     db.session.refresh(campaign)
-    if campaign.status == "Building" and not _other_active_uploads(upload):
+    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
         campaign_rules.apply(campaign, "build_finished")
     log.info("upload %s done: %s lines, %s accepted, %s duplicates, %s rejected, %s stop-listed",
              upload.id, upload.lines, upload.accepted, upload.duplicates, upload.rejected, upload.stop_listed)
@@ -408,7 +399,7 @@ def _fail(upload, message):
     db.session.refresh(campaign)
     discard_spool(upload.spool_path)
     log.warning("upload %s failed: %s (%s recipients removed)", upload.id, message, removed)
-    if campaign.status == "Building" and not _other_active_uploads(upload):
+    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
         campaign_rules.apply(campaign, "build_failed")
     return upload
 
@@ -430,7 +421,7 @@ class RecipientRow:
 @dataclass
 class RecipientPage:
     rows: list
-    next_cursor: int = None
+    next_cursor: int | None = None
     total: int = 0       # from the campaign counter, never COUNT(*)
 
 

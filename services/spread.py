@@ -50,7 +50,8 @@ def plan(campaign, batch=BATCH, commit=True):
                      f"WHERE campaign_id = :c AND number > :after {bound}")
         if pg:
             result = db.session.execute(text(
-                f"UPDATE recipients r SET spread_day = CAST(:first AS date) + CAST((:base + b.rn - 1) % :days AS integer) "
+                f"UPDATE recipients r "
+                f"SET spread_day = CAST(:first AS date) + CAST((:base + b.rn - 1) % :days AS integer) "
                 f"FROM ({batch_sql}) b WHERE r.id = b.id"), {**params, "first": first})
         else:
             result = db.session.execute(text(

@@ -36,7 +36,7 @@ def add(workspace, raw_number, reason=""):
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise DomainError(f"{mask_number(number)} is already on the stop-list.", code="duplicate")
+        raise DomainError(f"{mask_number(number)} is already on the stop-list.", code="duplicate") from None
     audit.record("stoplist.add", workspace_id=workspace.id, object_type="stop_list", object_id=entry.id,
                  after={"number": mask_number(number), "ctn_hash": entry.ctn_hash, "reason": entry.reason})
     return entry
@@ -60,7 +60,7 @@ def import_lines(workspace, lines, reason="import"):
     """
     hash_number = ctn_hasher(hash_key(workspace.id))   # the workspace's key, derived once
     added = already = bad = 0
-    batch = []
+    batch: list = []
 
     def flush():
         nonlocal added, already
@@ -119,8 +119,8 @@ def entries(workspace, after_id=None, limit=100, search=None, *, may_view_full=F
             query = query.where(StopListEntry.ctn_hash >= value, StopListEntry.ctn_hash < value + "g")
     if after_id:
         query = query.where(StopListEntry.id < int(after_id))
-    found = list(db.session.execute(query.order_by(StopListEntry.id.desc()).limit(limit + 1)).scalars())
-    return found[:limit], (found[limit - 1].id if len(found) > limit else None)
+    rows = list(db.session.execute(query.order_by(StopListEntry.id.desc()).limit(limit + 1)).scalars())
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
 
 
 def count(workspace):

@@ -28,16 +28,16 @@ STEP_SECONDS = 30
 
 
 def issuer():
-    return current_app.config.get("TOTP_ISSUER", "Message Center")
+    return current_app.config["TOTP_ISSUER"]
 
 
 def totp_min_password_length():
-    return current_app.config.get("TOTP_PASSWORD_MIN_LENGTH", 8)
+    return current_app.config["TOTP_PASSWORD_MIN_LENGTH"]
 
 
 def required_for(user):
     """Does the installation require a second factor of this user (admins and super admins)?"""
-    if not current_app.config.get("TOTP_REQUIRED_FOR_ADMINS", False):
+    if not current_app.config["TOTP_REQUIRED_FOR_ADMINS"]:
         return False
     return bool(user.is_superadmin or any(m.role == "admin" for m in user.memberships))
 
@@ -191,7 +191,7 @@ def disable(user, password, code, new_password=None):
     if lockout.check_for(user.id, lambda: verify(user, code), purpose="turn off two-step sign-in") is None:
         raise DomainError("Enter a current code from your authenticator app, or an unused recovery code.",
                           code="totp_wrong_code")
-    min_length = current_app.config.get("PASSWORD_MIN_LENGTH", 15)
+    min_length = current_app.config["PASSWORD_MIN_LENGTH"]
     changed_password = False
     if len(password) < min_length or new_password:
         if not new_password:

@@ -9,15 +9,18 @@ from sqlalchemy import select, update
 import audit
 from extensions import db
 from models import Campaign, Recipient
+from models.states import CampaignStatus as S
+from models.states import Mode
 from services import numbers as numbering
 from services import stoplist
 from services.errors import Conflict, DomainError
+from services.queues import schedule_campaign
 
 MAX_NUMBERS = 1000
 
 
 def push_numbers(campaign, raw_numbers):
-    if campaign.mode != "Trigger" or campaign.status != "Sending" or campaign.archived_at is not None:
+    if campaign.mode != Mode.TRIGGER or campaign.status != S.SENDING or campaign.archived_at is not None:
         raise Conflict(f"Campaign #{campaign.id} does not accept numbers now: it must be a Trigger campaign "
                        f"in Sending (it is {campaign.mode}, {campaign.status}).", code="not_accepting")
     if not isinstance(raw_numbers, list) or not raw_numbers:
@@ -25,7 +28,8 @@ def push_numbers(campaign, raw_numbers):
     if len(raw_numbers) > MAX_NUMBERS:
         raise DomainError(f"At most {MAX_NUMBERS} numbers per call ({len(raw_numbers)} sent); split the list.",
                           code="too_many_numbers", status=413)
-    rejected, wanted = [], {}
+    rejected: list[dict] = []
+    wanted: dict[str, str] = {}
     for index, raw in enumerate(raw_numbers):
         if not isinstance(raw, str):
             rejected.append({"index": index, "reason": "not a string"})
@@ -52,8 +56,6 @@ def push_numbers(campaign, raw_numbers):
     audit.record("campaigns.trigger_push", workspace_id=campaign.workspace_id, object_type="campaign",
                  object_id=campaign.id, after={k: (v if isinstance(v, int) else len(v)) for k, v in result.items()})
     if inserted:
-        from jobs.dispatch import schedule_campaign
-
         schedule_campaign(campaign.id)
     return result
 

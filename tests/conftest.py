@@ -9,7 +9,7 @@ import pytest
 from flask import has_app_context
 from flask.globals import _cv_app
 from flask.testing import FlaskClient
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from app import create_app
 from extensions import db

@@ -32,7 +32,7 @@ HEALTHY_AFTER = 30.0  # a process that ran this long restarts without back-off
 
 def parse_procfile(path):
     """[(name, command)] in file order; blank lines and # comments are skipped."""
-    entries = []
+    entries: list = []
     with open(path, encoding="utf-8") as fh:
         for number, raw in enumerate(fh, 1):
             line = raw.strip()

@@ -6,8 +6,7 @@ from flask import g
 
 from blueprints.api import api_route, bp
 from blueprints.api.contract import InvalidInput, doc, respond, use_body, use_query
-from blueprints.api.schemas.campaigns import (Campaign, CampaignCreate, CampaignListQuery, CampaignPage,
-                                              CampaignRestore)
+from blueprints.api.schemas.campaigns import Campaign, CampaignCreate, CampaignListQuery, CampaignPage, CampaignRestore
 from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle

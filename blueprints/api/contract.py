@@ -43,10 +43,8 @@ def flatten(messages, prefix=""):
     """marshmallow's nested error dict → {"smpp.ston": [...], "numbers.3": [...]} (JSON keys are strings)."""
     out = {}
     for key, value in messages.items():
-        if key == "_schema":  # the value itself is wrong (not an object where one goes)
-            name = prefix[:-1] or "body"
-        else:
-            name = f"{prefix}{key}"
+        # "_schema": the value itself is wrong (not an object where one goes)
+        name = (prefix[:-1] or "body") if key == "_schema" else f"{prefix}{key}"
         name = name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
         if isinstance(value, dict):
             out.update(flatten(value, name + "."))
@@ -117,7 +115,7 @@ def _noted(wrapper, **notes):
     return wrapper
 
 
-_SCHEMAS = {}
+_SCHEMAS: dict = {}
 
 
 def _instance(schema_cls):

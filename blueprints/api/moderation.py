@@ -4,7 +4,7 @@ from flask import g
 
 from blueprints.api import api_route, bp
 from blueprints.api.contract import doc, respond, use_body, use_query
-from blueprints.api.schemas.moderation import ModerationItem, ModerationQueue, ModerationQuery, RejectBody
+from blueprints.api.schemas.moderation import ModerationItem, ModerationQuery, ModerationQueue, RejectBody
 from services import moderation, senders
 
 _DECISION_ERRORS = {

@@ -3,8 +3,14 @@ from flask import g
 
 from blueprints.api import api_route, bp
 from blueprints.api.contract import doc, respond, use_body, use_query
-from blueprints.api.schemas.senders import Revision, RevisionCreate, SenderCreate, SenderListQuery, SenderName, \
-    SenderNameList
+from blueprints.api.schemas.senders import (
+    Revision,
+    RevisionCreate,
+    SenderCreate,
+    SenderListQuery,
+    SenderName,
+    SenderNameList,
+)
 from services import senders
 
 _NOT_HERE = "No such sender name in this workspace"

@@ -72,7 +72,7 @@ def _operation(endpoint, view, path_names, fixed):
 
 def _expansions(path_values, names):
     """Every combination of the fixed values of `path_values` (one path per value)."""
-    combos = [{}]
+    combos: list[dict] = [{}]
     for name in names:
         if name in path_values:
             combos = [{**c, name: value} for c in combos for value in path_values[name]]
@@ -90,7 +90,7 @@ def build(app):
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer",
                                                "description": "Personal access token (Workspace › API tokens)"})
     spec.components.schema("Error", schema=Error)
-    paths = {}
+    paths: dict[str, dict] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if not rule.rule.startswith(PREFIX):
             continue
@@ -101,7 +101,7 @@ def build(app):
             names[name] = ({"type": "integer", "minimum": 0, "maximum": PATH_INT_MAX} if converter == "int"
                            else api.get("path_schemas", {}).get(name, {"type": "string"}))
         for fixed in _expansions(api.get("path_values", {}), names):
-            path = VARIABLE.sub(lambda m: fixed.get(m.group(2), "{" + m.group(2) + "}"), rule.rule)
+            path = VARIABLE.sub(lambda m, fixed=fixed: fixed.get(m.group(2), "{" + m.group(2) + "}"), rule.rule)
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 paths.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, view, names, fixed)
     for path, operations in paths.items():

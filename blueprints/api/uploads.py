@@ -11,10 +11,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.api import api_error, api_route, bp
 from blueprints.api.contract import doc, respond, use_query
-from blueprints.api.schemas.uploads import (RecipientPage, RecipientQuery, UploadAccepted, UploadStatus,
-                                            UploadStatusQuery)
+from blueprints.api.schemas.uploads import (
+    RecipientPage,
+    RecipientQuery,
+    UploadAccepted,
+    UploadStatus,
+    UploadStatusQuery,
+)
 from services import campaigns, permissions, recipients
-from services.errors import DomainError, Forbidden
+from services.errors import Forbidden
 
 
 def _too_large(limit):
@@ -43,8 +48,9 @@ def put_recipients(campaign_id):
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
     if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return api_error(415, "unsupported_media_type", "Send the file itself as the request body "
-                                                         "(Content-Type: text/csv, text/plain or application/octet-stream).")
+        return api_error(415, "unsupported_media_type",
+                         "Send the file itself as the request body "
+                         "(Content-Type: text/csv, text/plain or application/octet-stream).")
     campaign = campaigns.get_campaign(g.workspace, campaign_id, g.membership, g.api_user)
     if not campaigns.is_owner_or_manager(campaign, g.membership, g.api_user):
         raise Forbidden("Only the campaign's author or a workspace admin can upload recipients.")

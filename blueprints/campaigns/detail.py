@@ -1,14 +1,15 @@
 """A campaign's detail page (header, counters, actions, tabs) and the actions it posts."""
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from blueprints.access import can, workspace_route
 from blueprints.campaigns import bp
 from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
+from models.states import CampaignStatus as S
 from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
-from services import contributors, dispatch, segments, smpp_codes
+from services import contributors, dispatch, exports, segments, smpp_codes
 from services.errors import DomainError, NotFound
 
 TABS = {"recipients": "Recipients", "job-errors": "Job errors", "message-errors": "Message errors",
@@ -48,9 +49,9 @@ def detail(campaign_id):
                "action_form": ActionForm(), "reject_form": RejectForm(),
                "info": segments.count(campaign.message_text),
                "smpp": drafts.effective_smpp(campaign),
-               "editable": campaign.status == "New" and campaign.archived_at is None
+               "editable": campaign.status == S.NEW and campaign.archived_at is None
                and lifecycle.is_owner_or_manager(campaign, g.membership, current_user),
-               "problems": lifecycle.submit_problems(campaign) if campaign.status == "New" else [],
+               "problems": lifecycle.submit_problems(campaign) if campaign.status == S.NEW else [],
                "author_active": lifecycle.author_is_active_member(campaign),
                "job_error_count": job_error_count, "message_error_count": message_error_count,
                "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign)}
@@ -80,12 +81,8 @@ def detail(campaign_id):
 
 
 def _exports(campaign):
-    """Recent exports for the Export card, when the exports area is installed and the user may export."""
-    if "exports.create" not in current_app.view_functions or not can("exports.create"):
-        return None
-    try:
-        from services import exports
-    except ImportError:
+    """Recent exports for the Export card, when the user may export."""
+    if not can("exports.create"):
         return None
     return exports.for_campaign(campaign, limit=5)
 
@@ -104,7 +101,7 @@ SUCCESS = {
 
 
 def _approved_message(campaign):
-    if campaign.status == "Sending":
+    if campaign.status == S.SENDING:
         return "Approved: it is sending now."
     if not campaign.auto_start:
         return "Approved. Auto-start is off: the author starts it with Start."
@@ -138,7 +135,7 @@ def act(campaign_id, action):
                                 step=result.wizard_step))
     if action == "approve":
         flash(_approved_message(result), "success")
-    elif action == "submit" and result.status == "Building":
+    elif action == "submit" and result.status == S.BUILDING:
         flash("Submitted. Recipients are being assigned to the days of the window; then it goes to the "
               "moderation queue.", "success")
     else:

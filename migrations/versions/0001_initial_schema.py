@@ -6,11 +6,10 @@ Revises:
 Create Date: 2026-11-25 19:06:36.743342
 
 """
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
-
 
 # revision identifiers, used by Alembic.
 revision = '0001'
@@ -145,7 +144,7 @@ def upgrade():
                           sa.column("is_master"), sa.column("created_at", sa.DateTime(timezone=True)))
     op.bulk_insert(workspaces, [{"slug": "master", "name": "Master", "timezone": "UTC", "window_start": "00:00",
                                  "window_end": "24:00", "four_eyes": True, "is_master": True,
-                                 "created_at": datetime.now(timezone.utc)}])
+                                 "created_at": datetime.now(UTC)}])
 
 
 def downgrade():

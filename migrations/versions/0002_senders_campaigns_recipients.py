@@ -6,9 +6,8 @@ Revises: 0001
 Create Date: 2026-11-25 19:09:08.896648
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0002'

@@ -13,7 +13,7 @@ Revises: 0007
 Create Date: 2026-11-28 08:30:00
 
 """
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,7 +33,7 @@ def upgrade():
     tokens = sa.table('api_tokens', sa.column('expires_at', sa.DateTime(timezone=True)),
                       sa.column('revoked_at', sa.DateTime(timezone=True)),
                       sa.column('revoked_reason', sa.String(length=40)))
-    until = datetime.now(timezone.utc) + timedelta(days=GRACE_DAYS)
+    until = datetime.now(UTC) + timedelta(days=GRACE_DAYS)
     op.execute(tokens.update().values(expires_at=until))
     op.execute(tokens.update().where(tokens.c.revoked_at.isnot(None)).values(revoked_reason='revoked'))
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:

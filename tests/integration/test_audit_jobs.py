@@ -6,9 +6,9 @@ from rq import SimpleWorker
 
 import audit
 from audit.store import AuditStore
+from extensions import redis_connection
 from jobs import enqueue_job, get_queue
 from jobs.maintenance import flush_audit_fallback, purge_audit
-from extensions import redis_connection
 from tests.factories import make_user, make_workspace
 
 

@@ -1,6 +1,6 @@
 """The campaigns API: create with the wizard's rules, read (encoding, segments, counters), list with
 the page's filters, lifecycle actions with the same rules and error codes, tenancy, OpenAPI."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -60,7 +60,7 @@ def test_create_read_and_submit(client, h, sender):
 
 
 def test_ucs2_text_and_mode_fields(client, h, sender):
-    start = (datetime.now(timezone.utc) + timedelta(days=1)).replace(microsecond=0)
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
     r = client.post("/api/v1/campaigns", headers=h, json=_body(
         sender, mode="OnTime", text="Привет " * 11, start_at=start.isoformat().replace("+00:00", "Z")))
     c = r.get_json()

@@ -142,7 +142,7 @@ def test_query_count_does_not_grow_with_rows(client, app, ws, people, viewer):
 
     def page_statements():
         db.session.expire_all()
-        membership, superadmin, workspace_id = user.membership_in(ws.id), user.is_superadmin, ws.id
+        membership, _superadmin, _workspace_id = user.membership_in(ws.id), user.is_superadmin, ws.id
         with count_statements() as statements:
             rows, _ = queries.list_campaigns(ws, membership, user, filters)
             for row in rows:   # what the template touches

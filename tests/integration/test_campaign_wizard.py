@@ -1,6 +1,6 @@
 """The five-step wizard through the HTTP client: each mode end to end, validation, resumability,
 permissions, audit of edits, and the rejected-then-resubmitted path."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -106,7 +106,7 @@ def test_on_time_start_is_entered_in_workspace_time_zone_and_stored_utc(signed_i
     cid = _new(signed_in, "OnTime")
     local, day = _local(days=2, hour=9)
     signed_in.post(f"/w/acme/campaigns/{cid}/wizard/2", data=_params(sender, start_at=local))
-    want = datetime(day.year, day.month, day.day, 9, 30, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(timezone.utc)
+    want = datetime(day.year, day.month, day.day, 9, 30, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC)
     assert _campaign(cid).start_at == want
     assert f'value="{local}"' in signed_in.get(f"/w/acme/campaigns/{cid}/wizard/2").get_data(as_text=True)
 

@@ -1,7 +1,7 @@
 """Diagnostics pages and the pre-flight checklist, against the reference Core over real mTLS:
 Core up/down, schema mismatch, Alembic head, audit store, queues and workers, certificate expiry."""
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import pytest
 from rq import Worker
@@ -161,14 +161,14 @@ def test_unapproved_sender_and_certificate_problems(app, world, monkeypatch, tmp
 
 
 def test_certificate_expiry_warning(sim):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     status = diagnostics.certificate_status()
     assert status["status"] == "pass"
     soon = status["not_after"] - timedelta(days=10)
     assert diagnostics.certificate_status(now=soon)["status"] == "warn"
     assert diagnostics.certificate_status(now=status["not_after"] + timedelta(days=1))["status"] == "fail"
-    assert status["not_after"].tzinfo is not None and status["not_after"] > datetime.now(timezone.utc)
+    assert status["not_after"].tzinfo is not None and status["not_after"] > datetime.now(UTC)
 
 
 def test_preflight_required_threshold(app, world, monkeypatch):

@@ -13,8 +13,7 @@ from sqlalchemy import func, select, update
 from coresim.testing import sim_session, start_core
 from extensions import db
 from gateway import get_client
-from models import (Campaign, DispatchBatch, DispatchState, JobError, MessageError, PendingReport, Recipient,
-                    utcnow)
+from models import Campaign, DispatchBatch, DispatchState, JobError, MessageError, PendingReport, Recipient, utcnow
 from services import campaigns as lifecycle
 from services import core_outage, dispatch, smpp_codes
 from tests.campaign_factories import add_recipients, make_campaign, make_sender

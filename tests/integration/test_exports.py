@@ -203,13 +203,14 @@ def test_export_past_expiry_but_not_yet_swept_is_refused(client, world):
 
 
 def test_expiry_setting(app, world):
+    previous = app.config["EXPORT_TTL_HOURS"]
     app.config["EXPORT_TTL_HOURS"] = 2
     try:
         export = service.request_export(world["ws"], world["campaign"].id, "csv",
                                         world["author"].membership_in(world["ws"].id), world["author"])
         assert timedelta(hours=1, minutes=59) < export.expires_at - export.created_at <= timedelta(hours=2)
     finally:
-        app.config.pop("EXPORT_TTL_HOURS")
+        app.config["EXPORT_TTL_HOURS"] = previous
 
 
 def test_bad_format_is_refused(client, world):

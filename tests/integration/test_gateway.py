@@ -13,8 +13,7 @@ from prometheus_client import REGISTRY
 
 import gateway
 from coresim.testing import sim_session, start_core
-from gateway import (CoreBadResponse, CoreClient, CoreRejected, CoreThrottled, CoreTLSError, CoreUnavailable,
-                     get_client)
+from gateway import CoreBadResponse, CoreClient, CoreRejected, CoreThrottled, CoreTLSError, CoreUnavailable, get_client
 from services import certs
 
 

@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 
 from extensions import db, redis_connection
-from models import Campaign, User, Workspace
+from models import Campaign, User
 from models.campaigns import JobError
 from models.recipients import Recipient, Upload
 from services import recipients, stoplist
@@ -49,7 +49,7 @@ def _clean_queue(app):
 def people():
     ws = make_workspace("acme")
     author = make_user("author@example.com", workspace=ws, role="author")
-    stoplist.add(ws, "49%010d" % 42)
+    stoplist.add(ws, f"49{42:010d}")
     return ws.id, author.id
 
 

@@ -176,6 +176,6 @@ def test_prometheus_config_scrapes_metrics_with_a_token():
 
 @pytest.fixture(autouse=True)
 def _no_leftover_token(app):
-    app.config.pop("METRICS_TOKEN", None)
+    app.config["METRICS_TOKEN"] = None
     yield
     db.session.rollback()

@@ -1,5 +1,6 @@
 """Migrations: one head, and every revision upgrades and downgrades with data in the tables."""
 import os
+from datetime import UTC
 
 import pytest
 from alembic.config import Config
@@ -88,7 +89,7 @@ def test_deleting_a_campaign_deletes_its_recipients_without_a_foreign_key(app):
 def test_0011_token_lifetime_upgrades_and_downgrades_with_tokens_in_the_table(app, client):
     """Existing tokens get 90 days from the upgrade (client systems keep working), revoked ones keep
     their revocation with the reason 'revoked'; downgrade drops both columns and keeps the rows."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from models import ApiToken
     from services import tokens
@@ -110,7 +111,7 @@ def test_0011_token_lifetime_upgrades_and_downgrades_with_tokens_in_the_table(ap
         db.session.remove()
         upgrade()
         rows = {r.id: r for r in db.session.execute(db.select(ApiToken).where(ApiToken.id.in_(ids))).scalars()}
-        soon = datetime.now(timezone.utc) + timedelta(days=90)
+        soon = datetime.now(UTC) + timedelta(days=90)
         for row in rows.values():
             assert abs(row.expires_at - soon) < timedelta(minutes=5)
         assert rows[live.id].revoked_reason is None and rows[live.id].revoked_at is None

@@ -218,7 +218,7 @@ def test_sigkilled_worker_mid_ingest_resumes_within_two_minutes_by_the_periodic_
 def test_a_dead_dispatch_job_frees_its_campaign_slot_for_the_next_tick(app):
     """Dispatch jobs have no RQ retry (the tick schedules them); recovery fails the dead one and
     frees the campaign's slot at once instead of after the slot's TTL."""
-    from jobs.dispatch import _slot_key
+    from services.queues import slot_key as _slot_key
 
     connection = redis_connection()
     connection.set(_slot_key(42, 1), "1", ex=120)

@@ -3,9 +3,9 @@ the others keep running, `rq cron` comes back after a Redis outage, and SIGTERM/
 everything, grandchildren included."""
 import os
 import re
+import shutil
 import signal
 import subprocess
-import shutil
 import sys
 import tempfile
 import time

@@ -11,11 +11,10 @@ from rq import Queue, SimpleWorker
 from extensions import db, redis_connection
 from models import Campaign
 from models.campaigns import JobError
-from models.recipients import Recipient, StopListEntry, Upload
+from models.recipients import Recipient, Upload
 from services import recipient_files, recipients, spread, stoplist, tokens
 from services.numbers import ctn_hash, mask_number
 from tests.factories import make_user, make_workspace
-
 
 # --- helpers -------------------------------------------------------------------------------
 

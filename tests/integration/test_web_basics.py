@@ -10,10 +10,19 @@ from blueprints.access import public
 from extensions import db
 from services import tokens
 from tests.factories import make_user, make_workspace
+
 # Shared helpers and fixtures of the access matrix (fresh-context browser, fast hashing, a fresh
 # app built like the `app` fixture, the row snapshot, the route table, the form payload).
 from tests.integration.test_access_matrix import (  # noqa: F401  (fixtures are used by name)
-    _route_table, browser, build_world, fast_password_hashing, fill, form_payload, fresh_app, snapshot)
+    _route_table,
+    browser,
+    build_world,
+    fast_password_hashing,
+    fill,
+    form_payload,
+    fresh_app,
+    snapshot,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = os.path.join(ROOT, "templates")

@@ -11,14 +11,14 @@ import textwrap
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from audit.store import AuditStore, AuditStoreUnavailable, index_specs
 
 LOGGER = "test.audit_store"
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 
 def closed_port() -> int:
@@ -92,15 +92,15 @@ def test_init_has_no_side_effects(tmp_path):
 
 
 def test_round_trip_keeps_fields_and_utc_ms_datetime(embedded):
-    ev = event(ts=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc),
+    ev = event(ts=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
                before={"settings": {"sms.sender": "ACME"}}, after={"tags": {"a", "b"}})
     assert embedded.write(ev) == "stored"
     rows, nxt = embedded.find(workspace_id=1)
     assert nxt is None and len(rows) == 1
     row = rows[0]
     assert row["_id"] == ev["_id"]
-    assert row["ts"] == datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
-    assert row["ts"].tzinfo is timezone.utc
+    assert row["ts"] == datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    assert row["ts"].tzinfo is UTC
     for key in ("actor_id", "actor_email", "actor_role", "action", "object_type", "object_id", "ip", "request_id"):
         assert row[key] == ev[key]
     assert isinstance(row["after"]["tags"], str)  # unserialisable values are stringified, not fatal
@@ -240,7 +240,7 @@ def test_flush_moves_events_back_without_duplicates(down, embedded):
 
     rows, _ = embedded.find(workspace_id=1, limit=100)
     assert sorted(r["_id"] for r in rows) == sorted(ev["_id"] for ev in evs)
-    assert all(r["ts"].tzinfo is timezone.utc for r in rows)
+    assert all(r["ts"].tzinfo is UTC for r in rows)
     assert {r["ts"] for r in rows} == {ev["ts"] for ev in evs}
 
     # An already-flushed event showing up again (e.g. a flusher that died after
@@ -397,7 +397,7 @@ def test_processes_writing_and_flushing_at_once_lose_nothing(paths, tmp_path):
 
 def test_purge_expired(paths):
     store = AuditStore(mongo_uri=None, retention_days=90, **paths)
-    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
     old = [event(0, ts=now - timedelta(days=120)), event(1, ts=now - timedelta(days=90, seconds=1))]
     new = [event(2, ts=now - timedelta(days=89)), event(3, ts=now)]
     for ev in old + new:

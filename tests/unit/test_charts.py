@@ -1,10 +1,10 @@
 """Server-rendered SVG charts: axis labels say something."""
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from services import charts
 
-START = datetime(2026, 11, 25, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 25, 0, tzinfo=UTC)
 
 
 def _axis_labels(svg):

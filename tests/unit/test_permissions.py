@@ -24,7 +24,7 @@ def test_every_action_maps_to_a_non_empty_subset_of_known_roles():
 
 
 def test_the_table_roles_are_the_membership_roles():
-    assert permissions.ALL_ROLES == frozenset(ROLES)
+    assert frozenset(ROLES) == permissions.ALL_ROLES
 
 
 def test_admins_may_manage_the_workspace():

@@ -2,8 +2,18 @@
 restore body, and the campaign as it is answered (list rows and the detail)."""
 from marshmallow import pre_dump
 
-from blueprints.api.schemas import (SHORT_TEXT, Body, Id, Out, Query, StrictBoolean, StrictInteger, Text, fields,
-                                   validate)
+from blueprints.api.schemas import (
+    SHORT_TEXT,
+    Body,
+    Id,
+    Out,
+    Query,
+    StrictBoolean,
+    StrictInteger,
+    Text,
+    fields,
+    validate,
+)
 from models.campaigns import MODERATION, MODES, STATUSES
 from services import campaign_drafts as drafts
 from services import segments, smpp

@@ -50,7 +50,8 @@ class ModerationItem(Out):
     sending_window = fields.String(allow_none=True)
     ignore_daily_window = fields.Boolean()
     daily_limit = fields.Integer(allow_none=True)
-    submission = fields.String(allow_none=True, metadata={"description": "which submission this is (a resubmission after a rejection is another)"})
+    submission = fields.String(allow_none=True, metadata={
+        "description": "which submission this is (a resubmission after a rejection is another)"})
     # sender revisions
     sender_id = fields.Integer()
     sender_name = fields.String()
