@@ -173,10 +173,6 @@ def make_campaign(recipients, label):
     for key, value in approval.approval_values(campaign).items():  # as a moderator's approval stores it
         setattr(campaign, key, value)
     db.session.commit()
-    # Approved: bind it by the approval fingerprint, as an approval does (migration 0009).
-    for column, value in approval.approval_values(campaign).items():
-        setattr(campaign, column, value)
-    db.session.commit()
     return campaign.id
 
 
