@@ -28,8 +28,9 @@ from models import Campaign, Recipient, Upload
 from models.campaigns import JobError
 from models.states import Mode
 from models.states import Moderation as M
-from services import campaign_drafts, segments
 from services import campaigns as lifecycle  # a cycle by design: lifecycle asks approval_values() on approve
+from services import segments
+from services.campaign_drafts import steps as draft_steps
 
 log = logging.getLogger("mc.approval")
 
@@ -69,7 +70,7 @@ def recipient_set(campaign):
 
 def basis(campaign):
     """The document the fingerprint is taken over (plain JSON values)."""
-    smpp, _, _ = campaign_drafts.effective_smpp(campaign)
+    smpp, _, _ = draft_steps.effective_smpp(campaign)
     return {
         "format": FORMAT,
         "campaign_id": campaign.id,

@@ -193,7 +193,7 @@ def _already_decided(campaign):
 def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901 — issue 16: to split
     """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict."""
     if event == "clone":
-        raise IllegalTransition("Cloning makes a new campaign; use services.campaign_drafts.clone().")
+        raise IllegalTransition("Cloning makes a new campaign; use services.campaign_drafts.persistence.clone().")
     rule = check(campaign, event)
     before = _state(campaign)
     now = utcnow()
@@ -301,9 +301,9 @@ def perform(workspace, campaign_id, event, membership, user, note=None):
     if event not in USER_ACTIONS and event not in DECISIONS:
         raise IllegalTransition(f"Unknown action {event!r}.")
     if event == "clone":
-        from services import campaign_drafts
+        from services.campaign_drafts import persistence as drafts
 
-        return campaign_drafts.clone(workspace, campaign_id, membership, user)
+        return drafts.clone(workspace, campaign_id, membership, user)
     campaign = get_campaign(workspace, campaign_id, membership, user)
     ensure_may_act(campaign, event, membership, user)
     if event == "reject" and not (note or "").strip():
