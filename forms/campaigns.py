@@ -1,7 +1,7 @@
 """Campaign wizard, action and restore forms.
 
 The forms parse and render; every rule (what a valid start time, SADDR or daily limit is) lives in
-services/campaign_drafts.py, shared with the API, and its field errors are attached back onto
+services/campaign_drafts/validation.py, shared with the API, and its field errors are attached back onto
 these fields by name.
 """
 from flask_wtf import FlaskForm

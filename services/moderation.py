@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Campaign
-from services import campaign_drafts, campaigns, contributors, permissions, segments, senders
+from services import campaigns, contributors, permissions, segments, senders
+from services.campaign_drafts import steps as draft_steps
 from services.errors import Conflict, DomainError, NotFound
 from services.moderation_rules import ensure_may_decide, may_decide, revision_contributors
 
@@ -104,7 +105,7 @@ class CampaignQueue:
         revision = item.sender_revision
         text = item.message_text or ""
         info = segments.count(text)
-        smpp, defaults, overridden = campaign_drafts.effective_smpp(item)
+        smpp, defaults, overridden = draft_steps.effective_smpp(item)
         return {
             "kind": self.name, "id": item.id, "workspace_id": item.workspace_id, "name": item.name,
             "mode": item.mode, "status": item.status, "moderation": item.moderation,

@@ -7,9 +7,9 @@ from flask import g
 from blueprints.api import api_route, bp
 from blueprints.api.contract import InvalidInput, doc, respond, use_body, use_query
 from blueprints.api.schemas.campaigns import Campaign, CampaignCreate, CampaignListQuery, CampaignPage, CampaignRestore
-from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
+from services.campaign_drafts import persistence as drafts
 from services.errors import NotFound
 
 API_ACTIONS = ("submit", "start", "pause", "resume", "cancel", "archive")  # and restore, with its own body

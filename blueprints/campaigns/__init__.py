@@ -1,6 +1,6 @@
 """Campaign pages: the list, the five-step wizard, the detail page with its tabs, the actions.
 
-Routes only: parse, call services/campaigns.py (lifecycle), campaign_drafts.py (wizard) or
+Routes only: parse, call services/campaigns.py (lifecycle), campaign_drafts/ (wizard) or
 campaign_queries.py (reads), render. One module per page group; all share `bp`.
 """
 from flask import Blueprint

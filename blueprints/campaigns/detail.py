@@ -6,10 +6,10 @@ from blueprints.access import can, workspace_route
 from blueprints.campaigns import bp
 from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
 from models.states import CampaignStatus as S
-from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
 from services import contributors, dispatch, exports, segments, smpp_codes
+from services.campaign_drafts import steps as draft_steps
 from services.errors import DomainError, NotFound
 
 TABS = {"recipients": "Recipients", "job-errors": "Job errors", "message-errors": "Message errors",
@@ -48,7 +48,7 @@ def detail(campaign_id):
                "labels": ACTION_LABELS, "styles": ACTION_STYLES, "confirms": ACTION_CONFIRM,
                "action_form": ActionForm(), "reject_form": RejectForm(),
                "info": segments.count(campaign.message_text),
-               "smpp": drafts.effective_smpp(campaign),
+               "smpp": draft_steps.effective_smpp(campaign),
                "editable": campaign.status == S.NEW and campaign.archived_at is None
                and lifecycle.is_owner_or_manager(campaign, g.membership, current_user),
                "problems": lifecycle.submit_problems(campaign) if campaign.status == S.NEW else [],

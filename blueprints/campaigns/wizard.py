@@ -15,9 +15,13 @@ from extensions import db
 from forms.campaigns import ActionForm, ModeForm, ParametersForm, SmppForm
 from models.states import CampaignStatus as S
 from models.states import Mode
-from services import campaign_drafts as drafts
 from services import campaigns as lifecycle
 from services import recipients, segments
+from services.campaign_drafts import api_shape as draft_api
+from services.campaign_drafts import estimates as draft_estimates
+from services.campaign_drafts import persistence as drafts
+from services.campaign_drafts import steps as draft_steps
+from services.campaign_drafts import validation as draft_validation
 from services.errors import DomainError, NotFound
 
 UPLOAD_WIDGET = "uploads/_widget.html"
@@ -66,8 +70,8 @@ def new():
         else:
             flash(f"Draft #{campaign.id} created as {campaign.mode}. Now set its parameters.", "success")
             return redirect(_wizard_url(campaign, 2))
-    return render_template("campaigns/wizard.html", campaign=None, step=1, form=form, steps=drafts.STEPS,
-                           step_list=list(drafts.STEPS), mode_help=drafts.MODE_HELP, back_step=None), status
+    return render_template("campaigns/wizard.html", campaign=None, step=1, form=form, steps=draft_steps.STEPS,
+                           step_list=list(draft_steps.STEPS), mode_help=draft_steps.MODE_HELP, back_step=None), status
 
 
 @bp.route("/<int:campaign_id>/wizard/<int:step>", methods=["GET", "POST"])
@@ -77,9 +81,9 @@ def wizard(campaign_id, step):  # noqa: C901 — issue 16: to split
         campaign = lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user)
     except NotFound:
         abort(404)
-    if step not in drafts.STEPS:
+    if step not in draft_steps.STEPS:
         abort(404)
-    if drafts.is_uploading(campaign) and lifecycle.is_owner_or_manager(campaign, g.membership, current_user):
+    if draft_steps.is_uploading(campaign) and lifecycle.is_owner_or_manager(campaign, g.membership, current_user):
         # An upload moved the draft to Building; step 4 shows its progress, the rest waits for it.
         if request.method == "POST" or step != 4:
             flash("Recipients are still being read. The other steps can be edited again when the upload "
@@ -87,14 +91,14 @@ def wizard(campaign_id, step):  # noqa: C901 — issue 16: to split
             return redirect(_wizard_url(campaign, 4))
         return _render(campaign, 4, ActionForm())
     try:
-        drafts.ensure_editable(campaign, g.membership, current_user)
+        draft_steps.ensure_editable(campaign, g.membership, current_user)
     except DomainError as exc:
         flash(exc.message, "error")
         return redirect(_detail_url(campaign))
     if step == 4 and campaign.mode == Mode.TRIGGER:
         return redirect(_wizard_url(campaign, 5))
     if step > campaign.wizard_step:
-        flash(f"Finish step {campaign.wizard_step} ({drafts.STEPS[campaign.wizard_step]}) first.", "info")
+        flash(f"Finish step {campaign.wizard_step} ({draft_steps.STEPS[campaign.wizard_step]}) first.", "info")
         return redirect(_wizard_url(campaign, campaign.wizard_step))
 
     form = _form_for(campaign, step)
@@ -119,7 +123,7 @@ def _form_for(campaign, step):
         return ModeForm(data={"mode": campaign.mode}) if request.method == "GET" else ModeForm()
     if step == 2:
         form = ParametersForm() if request.method == "POST" else ParametersForm(data=_parameters_data(campaign))
-        revisions = drafts.approved_sender_revisions(g.workspace)
+        revisions = draft_steps.approved_sender_revisions(g.workspace)
         form.sender_revision_id.choices = [("", "— choose a sender name —")] + [
             (str(r.id), f"{r.sender.label} · {r.saddr} (revision {r.number})") for r in revisions]
         form.start_at.description = (f"Date and time in the workspace time zone ({g.workspace.timezone}); "
@@ -132,17 +136,17 @@ def _form_for(campaign, step):
     if step == 3:
         if request.method == "POST":
             return SmppForm()
-        values, _, _ = drafts.effective_smpp(campaign)
+        values, _, _ = draft_steps.effective_smpp(campaign)
         return SmppForm(data={k: ("" if v is None else str(v)) for k, v in values.items()})
     return ActionForm()
 
 
 def _parameters_data(campaign):
-    first, last = drafts.api_start_window(campaign)
+    first, last = draft_api.api_start_window(campaign)
     return {"name": campaign.name, "sender_revision_id": str(campaign.sender_revision_id or ""),
             "text": campaign.message_text, "daily_limit": campaign.daily_limit or "",
             "auto_start": campaign.auto_start,
-            "start_at": (drafts.local_input_value(campaign.start_at, g.workspace)
+            "start_at": (draft_validation.local_input_value(campaign.start_at, g.workspace)
                          if campaign.mode == Mode.ON_TIME else ""),
             "window_start": first or "", "window_end": last or "",
             "ignore_daily_window": campaign.ignore_daily_window}
@@ -170,7 +174,7 @@ def _save_step(campaign, step, form):
     if leave:
         flash(f"Draft #{campaign.id} saved. Continue it any time from the campaigns list.", "success")
         return redirect(url_for("campaigns.index", slug=g.workspace.slug))
-    return redirect(_wizard_url(campaign, drafts.next_step(campaign, step)))
+    return redirect(_wizard_url(campaign, draft_steps.next_step(campaign, step)))
 
 
 def _widget_upload(campaign):
@@ -179,17 +183,17 @@ def _widget_upload(campaign):
 
 
 def _render(campaign, step, form, status=200):
-    context = {"campaign": campaign, "step": step, "form": form, "steps": drafts.STEPS,
-               "step_list": drafts.steps_for(campaign), "mode_help": drafts.MODE_HELP,
-               "back_step": drafts.previous_step(campaign, step)}
+    context = {"campaign": campaign, "step": step, "form": form, "steps": draft_steps.STEPS,
+               "step_list": draft_steps.steps_for(campaign), "mode_help": draft_steps.MODE_HELP,
+               "back_step": draft_steps.previous_step(campaign, step)}
     if step == 3:
-        context["smpp_defaults"] = drafts.effective_smpp(campaign)[1]
+        context["smpp_defaults"] = draft_steps.effective_smpp(campaign)[1]
     if step == 4:
         context["has_upload_widget"] = upload_widget_available()
         context["upload"] = _widget_upload(campaign)
         context["uploads_running"] = lifecycle.uploads_running(campaign)
     if step == 5:
-        context["review"] = drafts.review(campaign)
+        context["review"] = draft_estimates.review(campaign)
     if step == 2:
         context["has_senders"] = len(form.sender_revision_id.choices) > 1
         context["senders_url"] = (url_for("senders.index", slug=g.workspace.slug)

@@ -180,9 +180,9 @@ def _seed_sender(ws, user, tag):
 
 
 def _seed_campaign(ws, user, tag):
-    from services import campaign_drafts
+    from services.campaign_drafts import persistence
 
-    campaign_drafts.create_draft(ws, user.membership_in(ws.id), user, "OnDemand")
+    persistence.create_draft(ws, user.membership_in(ws.id), user, "OnDemand")
 
 
 def _seed_stop_list(ws, user, tag):

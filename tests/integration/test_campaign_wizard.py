@@ -246,13 +246,13 @@ def test_review_lists_what_blocks_submission(signed_in, ws, author, sender):
 
 
 def test_estimate_uses_daily_limit_and_window(app, ws, author, sender):
-    from services import campaign_drafts
+    from services.campaign_drafts import estimates
 
     campaign = make_campaign(ws, author, sender=sender, daily_limit=1000)
     campaign.recipients_count = 2500
-    assert campaign_drafts.estimate(campaign)["days"] == 3
+    assert estimates.estimate(campaign)["days"] == 3
     campaign.daily_limit = None
-    estimate = campaign_drafts.estimate(campaign)
+    estimate = estimates.estimate(campaign)
     assert estimate["window_hours"] == 12 and estimate["capacity_per_day"] == 12 * 36_000 and estimate["days"] == 1
 
 

@@ -15,8 +15,9 @@ from blueprints.api.schemas import (
     validate,
 )
 from models.campaigns import MODERATION, MODES, STATUSES
-from services import campaign_drafts as drafts
 from services import segments, smpp
+from services.campaign_drafts import api_shape as draft_api
+from services.campaign_drafts import validation as draft_validation
 from services.campaign_queries import ARCHIVED_CHOICES, SORTS
 
 # The longest text the wizard accepts is MAX_SEGMENTS parts of GSM-7; CRLF counts as one unit, so
@@ -49,7 +50,7 @@ class CampaignCreate(Body):
     smpp = fields.Nested(SmppOverrides, allow_none=True,
                          metadata={"description": "Overrides; each defaults to the sender revision "
                                                   "(dton/dnpi: 1/1)"})
-    daily_limit = StrictInteger(allow_none=True, metadata={"minimum": 1, "maximum": drafts.MAX_DAILY_LIMIT})
+    daily_limit = StrictInteger(allow_none=True, metadata={"minimum": 1, "maximum": draft_validation.MAX_DAILY_LIMIT})
     auto_start = StrictBoolean(metadata={"default": True})
     start_at = Text(64, allow_none=True, metadata={"format": "date-time", "description": "OnTime: future; without "
                                                    "an offset it is in the workspace time zone"})
@@ -166,7 +167,7 @@ class CampaignPage(Out):
 def campaign_values(c, detail):
     """The campaign's values under the API's names; fields other modules add to the model
     (failure_reason, pause_reason, approval_fingerprint) are read when the model has them."""
-    first, last = drafts.api_start_window(c)
+    first, last = draft_api.api_start_window(c)
     out = {
         "id": c.id, "name": c.name, "mode": c.mode, "status": c.status, "moderation": c.moderation,
         "sender_revision_id": c.sender_revision_id, "text": c.message_text,
