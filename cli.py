@@ -122,8 +122,9 @@ def seed():
 
 
 def register_cli(app):
+    from blueprints.audit_cli import audit_cli
     from blueprints.certs_cli import certs_cli
     from blueprints.recipients_cli import recipients_cli
 
-    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli):
+    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli, audit_cli):
         app.cli.add_command(group)
