@@ -28,6 +28,7 @@ BLUEPRINT_MODULES = (
     "blueprints.moderation",
     "blueprints.campaigns",
     "blueprints.exports",
+    "blueprints.evidence",
     "blueprints.monitoring",
     "blueprints.diagnostics",
     "blueprints.metrics",

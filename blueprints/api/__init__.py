@@ -70,6 +70,7 @@ API_MODULES = (
     "blueprints.api.campaigns",
     "blueprints.api.trigger",
     "blueprints.api.exports",
+    "blueprints.api.evidence",
 )
 for _name in API_MODULES:
     importlib.import_module(_name)

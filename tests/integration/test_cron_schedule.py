@@ -19,4 +19,5 @@ def test_cron_config_registers_every_periodic_job(app):
         "jobs.maintenance.recover_stalled_work": "default",
         "jobs.audit_seals.seal_audit": "default",
         "jobs.audit_seals.verify_audit_seals": "default",
+        "jobs.evidence.expire_evidence_packs": "default",
     }
