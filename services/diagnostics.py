@@ -29,6 +29,7 @@ from sqlalchemy import func, select, text
 
 from extensions import db, redis_connection
 from models.states import Mode
+from services import audit_seals
 from services.queues import QUEUES, get_queue
 
 log = logging.getLogger("mc.diagnostics")
@@ -252,7 +253,7 @@ def system_report():
     """Everything the Diagnostics page shows about the installation (super admins)."""
     return {"core": core_status(), "schema": schema_status(), "audit": audit_status(), "queues": queue_status(),
             "workers": worker_status(), "cron": cron_status(), "certificate": certificate_status(),
-            "disk": disk_status()}
+            "disk": disk_status(), "audit_seals": audit_seals.status()}
 
 
 def disk_status():

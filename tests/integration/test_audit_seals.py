@@ -290,3 +290,27 @@ def test_expired_events_are_not_reported_missing(app, cli):
     result = cli("audit", "verify")
     assert result.exit_code == 0, result.output
     assert "1 past retention" in result.output
+
+
+def test_diagnostics_show_last_seal_and_warn_on_failed_verification(client, cli):
+    from tests.factories import make_user
+
+    make_user("root@example.com", superadmin=True)
+    client.login("root@example.com")
+    html = client.get("/admin/diagnostics").get_data(as_text=True)
+    assert "Last audit seal" in html and "none yet" in html and "No audit seal yet" in html
+    events = _events(2)
+    row = audit_seals.seal()
+    assert cli("audit", "verify").exit_code == 0
+    html = client.get("/admin/diagnostics").get_data(as_text=True)
+    # (the seal also holds the sign-in and account events of this test)
+    assert f"#{row.id}" in html and row.root[:16] in html and f"verified {row.events} events in 1 seals" in html
+    assert "audit verification failed" not in html
+    _, coll = _coll()
+    coll.delete_one({"_id": events[0]["_id"]})
+    assert cli("audit", "verify").exit_code == 1
+    html = client.get("/admin/diagnostics").get_data(as_text=True)
+    assert "The last audit verification failed" in html and events[0]["_id"] in html
+    body = client.get("/admin/diagnostics", headers={"Accept": "application/json"}).get_json()
+    assert body["audit_seals"]["ok"] is False and body["audit_seals"]["verification"]["outcome"] == "failed"
+    assert body["audit_seals"]["seal"]["id"] == row.id
