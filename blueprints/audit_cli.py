@@ -31,14 +31,14 @@ def _parse_since(value):
 def seal():
     """Seal the audit events that arrived since the last seal (what the periodic job does)."""
     try:
-        row = audit_seals.seal()
+        rows = audit_seals.seal_all()
     except AuditStoreUnavailable as exc:
-        click.echo(f"Audit store unreachable, nothing sealed: {exc}", err=True)
+        click.echo(f"Audit store unreachable, nothing more sealed: {exc}", err=True)
         sys.exit(2)
-    if row is None:
+    if not rows:
         click.echo("Nothing new to seal (the last seal is younger than AUDIT_SEAL_GRACE_SECONDS).")
-        return
-    click.echo(f"[audit-seal] id={row.id} events={row.events} root={row.root}")
+    for row in rows:
+        click.echo(f"[audit-seal] id={row.id} events={row.events} root={row.root}")
 
 
 @audit_cli.command("verify")

@@ -19,8 +19,8 @@ log = logging.getLogger("mc.jobs.audit_seals")
 def seal_audit():
     if not audit_seals.seal_due():
         return None
-    row = audit_seals.seal()  # an unreachable store raises: RQ records the failure, the next tick retries
-    return None if row is None else {"id": row.id, "events": row.events}
+    rows = audit_seals.seal_all()  # an unreachable store raises: RQ records the failure, the next tick retries
+    return [{"id": row.id, "events": row.events} for row in rows]
 
 
 @app_job

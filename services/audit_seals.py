@@ -31,6 +31,7 @@ log = logging.getLogger("mc.audit.seals")
 GENESIS = "0" * 64          # the "previous root" of the first seal
 LEGACY_ARRIVAL = -1         # events stored before arrival stamps existed sort first (first seal)
 MAX_PROBLEMS = 50           # problems listed by one verification (the first one is what matters)
+MAX_SEAL_EVENTS = 100_000   # about this many events per seal at most (memory of one seal, size of its row)
 
 
 # --- hashing -----------------------------------------------------------------------------------
@@ -106,7 +107,16 @@ def seal(now=None):
     if last is not None and upper <= last.upper_ms:
         return None
     lower = last.upper_ms if last is not None else None
-    leaves = [leaf(e) for e in audit.get_store().scan_arrivals(lower, upper)]
+    leaves, cut = [], False
+    for event in audit.get_store().scan_arrivals(lower, upper):
+        leaves.append(leaf(event))
+        # A backlog (the first seal of an installation with months of events) is cut into seals of
+        # about MAX_SEAL_EVENTS, at a change of arrival time: every event of the last millisecond
+        # taken is in this seal, the rest in the next.
+        if len(leaves) > MAX_SEAL_EVENTS and leaves[-1][1] != leaves[-2][1]:
+            leaves.pop()
+            upper, cut = leaves[-1][1], True
+            break
     leaves.sort(key=lambda lf: (lf[1], lf[0]))  # the store's sort, made independent of the backend
     prev_root = last.root if last is not None else GENESIS
     row = AuditSeal(position=(last.position + 1) if last is not None else 1, lower_ms=lower, upper_ms=upper,
@@ -123,7 +133,20 @@ def seal(now=None):
         db.session.rollback()
         return None
     log.info("[audit-seal] id=%s events=%s root=%s", row.id, row.events, row.root)
+    row.caught_up = not cut  # not stored: tells seal_all whether a backlog is left
     return row
+
+
+def seal_all(now=None):
+    """Seal until caught up (a backlog makes several seals of MAX_SEAL_EVENTS); returns the new seals."""
+    made: list[AuditSeal] = []
+    while True:
+        row = seal(now)
+        if row is None:
+            return made
+        made.append(row)
+        if row.caught_up:
+            return made
 
 
 def seal_due(now=None):

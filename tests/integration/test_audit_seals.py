@@ -314,3 +314,21 @@ def test_diagnostics_show_last_seal_and_warn_on_failed_verification(client, cli)
     body = client.get("/admin/diagnostics", headers={"Accept": "application/json"}).get_json()
     assert body["audit_seals"]["ok"] is False and body["audit_seals"]["verification"]["outcome"] == "failed"
     assert body["audit_seals"]["seal"]["id"] == row.id
+
+
+def test_a_backlog_is_cut_into_seals_at_a_change_of_arrival(cli, monkeypatch):
+    monkeypatch.setattr(audit_seals, "MAX_SEAL_EVENTS", 3)
+    store, coll = _coll()
+    events = _events(10)
+    # Two events share one arrival millisecond: a cut never separates them.
+    same = coll.find_one({"_id": events[3]["_id"]})["arrived"]
+    coll.update_one({"_id": events[4]["_id"]}, {"$set": {"arrived": same}})
+    result = cli("audit", "seal")
+    assert result.exit_code == 0, result.output
+    seals = db.session.scalars(select(AuditSeal).order_by(AuditSeal.position)).all()
+    assert len(seals) >= 3 and sum(s.events for s in seals) == 10
+    assert result.output.count("[audit-seal]") == len(seals)
+    for seal in seals:
+        ids = [json.loads(line)[0] for line in seal.leaves.splitlines()]
+        assert (events[3]["_id"] in ids) == (events[4]["_id"] in ids)
+    assert cli("audit", "verify").exit_code == 0
