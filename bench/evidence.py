@@ -96,8 +96,9 @@ def check_manifest(path):
 
 def run_child(data_dir, db_url, pack_id):
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", data_dir, db_url, str(pack_id)],
-                         check=True, capture_output=True, text=True, cwd=ROOT,
-                         env=dict(os.environ, MC_PRODUCTION="0"))
+                         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, MC_PRODUCTION="0"))
+    if out.returncode:
+        raise SystemExit(f"the pack build failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
