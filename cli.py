@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 import audit
+from blueprints.audit_cli import audit_cli
 from blueprints.certs_cli import certs_cli
 from blueprints.recipients_cli import recipients_cli
 from extensions import db
@@ -124,5 +125,5 @@ def seed():
 
 
 def register_cli(app):
-    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli):
+    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli, audit_cli):
         app.cli.add_command(group)

@@ -48,6 +48,12 @@ def load_config(overrides=None, env=None):
         "AUDIT_FALLBACK_PATH": env.get("AUDIT_FALLBACK_PATH") or os.path.join(data_dir, "audit-fallback.jsonl"),
         "AUDIT_FALLBACK_MAX_BYTES": _int(env, "AUDIT_FALLBACK_MAX_BYTES", 200 * 1024 * 1024),
         "AUDIT_RETENTION_DAYS": _int(env, "AUDIT_RETENTION_DAYS", 90),
+        # Sealed audit checkpoints (services/audit_seals.py): minutes between seals; how old (seconds) an
+        # arrival must be before a seal covers it (slow writes and clock skew between hosts); the HMAC
+        # key of the seals (default: derived from SECRET_KEY, like CTN_HASH_KEY).
+        "AUDIT_SEAL_MINUTES": _int(env, "AUDIT_SEAL_MINUTES", 5),
+        "AUDIT_SEAL_GRACE_SECONDS": _int(env, "AUDIT_SEAL_GRACE_SECONDS", 30),
+        "AUDIT_SEAL_KEY": env.get("AUDIT_SEAL_KEY") or None,
         "CORE_URL": env.get("CORE_URL") or "https://127.0.0.1:8443",
         "CORE_CLIENT_CERT": env.get("CORE_CLIENT_CERT") or os.path.join(data_dir, "certs", "client.pem"),
         "CORE_CLIENT_KEY": env.get("CORE_CLIENT_KEY") or os.path.join(data_dir, "certs", "client.key"),
@@ -149,6 +155,8 @@ def load_config(overrides=None, env=None):
     if not cfg["CTN_HASH_KEY"]:
         # ctn_hash keys (one per workspace) are derived from this; see services/numbers.py.
         cfg["CTN_HASH_KEY"] = cfg["SECRET_KEY"]
+    if not cfg["AUDIT_SEAL_KEY"]:
+        cfg["AUDIT_SEAL_KEY"] = cfg["SECRET_KEY"]  # the service derives its own key from it
     return cfg
 
 

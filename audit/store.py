@@ -45,7 +45,7 @@ from montydb import MontyClient, set_storage
 from montydb.errors import MontyError
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
-__all__ = ["AuditStore", "AuditStoreUnavailable", "index_specs"]
+__all__ = ["AuditStore", "AuditStoreUnavailable", "index_specs", "now_ms"]
 
 Doc = dict[str, Any]  # one audit event / query document
 
@@ -59,6 +59,11 @@ _FLUSH_BATCH = 500
 # Everything a broken or unreachable store can throw at us. montydb surfaces
 # SQLite and filesystem problems without wrapping them.
 _STORE_ERRORS = (PyMongoError, MontyError, sqlite3.Error, OSError)
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch: the unit of the ``arrived`` stamp."""
+    return time.time_ns() // 1_000_000
 
 
 class AuditStoreUnavailable(RuntimeError):
@@ -82,6 +87,8 @@ def index_specs(retention_days: int = DEFAULT_RETENTION_DAYS) -> list[tuple[list
         ([("workspace_id", asc), ("actor_email", asc), ("ts", desc)], {"name": "ws_actor_ts"}),
         ([("action", asc), ("ts", desc)], {"name": "action_ts"}),
         ([("member_of", asc), ("ts", desc), ("_id", desc)], {"name": "member_ts"}),
+        # Sealing and verification walk events in arrival order (services/audit_seals.py).
+        ([("arrived", asc), ("_id", asc)], {"name": "arrived_id"}),
     ]
 
 
@@ -304,9 +311,13 @@ class AuditStore:
         return self._write_fallback(doc)
 
     def _for_store(self, doc: Doc) -> Doc:
-        if not self.embedded:
-            return doc
-        return {k: _escape_keys(v) if isinstance(v, (dict, list)) else v for k, v in doc.items()}
+        """The document as inserted, stamped with its arrival time (``arrived``, ms since the
+        epoch): seals cover events by arrival, so an event flushed back from the fallback file
+        arrives (and is sealed) after the seals already taken, never inside one."""
+        out = dict(doc) if not self.embedded else \
+            {k: _escape_keys(v) if isinstance(v, (dict, list)) else v for k, v in doc.items()}
+        out["arrived"] = now_ms()
+        return out
 
     def _try_ensure_indexes(self) -> None:
         # Retention on MongoDB depends on the TTL index, so create it as soon
@@ -642,3 +653,48 @@ class AuditStore:
                 return int(coll.count_documents(query))
         except _STORE_ERRORS as exc:
             raise AuditStoreUnavailable(f"audit count failed: {exc}") from exc
+
+    # -- sealing (services/audit_seals.py) -------------------------------------
+
+    def scan_arrivals(self, lower_ms: int | None, upper_ms: int,
+                      workspace_id: int | None = None) -> Iterator[Doc]:
+        """Events that arrived in (lower_ms, upper_ms], in arrival order (arrived, _id); with
+        ``lower_ms=None`` also the events stored before arrival stamps existed (no ``arrived``),
+        first. Raises AuditStoreUnavailable if the store fails, also in the middle of the walk."""
+        if lower_ms is None:
+            clauses: list[Doc] = [{"$or": [{"arrived": {"$lte": upper_ms}}, {"arrived": {"$exists": False}}]}]
+        else:
+            clauses = [{"arrived": {"$gt": lower_ms, "$lte": upper_ms}}]
+        if workspace_id is not None:
+            clauses.append({"workspace_id": workspace_id})
+        query = clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        try:
+            with self._store() as coll:
+                for row in coll.find(query).sort([("arrived", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)]):
+                    if isinstance(row.get("ts"), datetime):
+                        row["ts"] = _as_utc(row["ts"])
+                    yield row
+        except _STORE_ERRORS as exc:
+            raise AuditStoreUnavailable(f"audit scan failed: {exc}") from exc
+
+    def get_event(self, event_id: str) -> Doc | None:
+        try:
+            with self._store() as coll:
+                row: Doc | None = coll.find_one({"_id": event_id})
+        except _STORE_ERRORS as exc:
+            raise AuditStoreUnavailable(f"audit read failed: {exc}") from exc
+        if row is not None and isinstance(row.get("ts"), datetime):
+            row["ts"] = _as_utc(row["ts"])
+        return row
+
+    def iter_events(self, query: Doc) -> Iterator[Doc]:
+        """Events matching a raw query, oldest first (ts, _id); for the evidence pack. Raises
+        AuditStoreUnavailable if the store fails."""
+        try:
+            with self._store() as coll:
+                for row in coll.find(query).sort([("ts", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)]):
+                    if isinstance(row.get("ts"), datetime):
+                        row["ts"] = _as_utc(row["ts"])
+                    yield row
+        except _STORE_ERRORS as exc:
+            raise AuditStoreUnavailable(f"audit read failed: {exc}") from exc

@@ -21,6 +21,7 @@ def register_blueprints(app):
         auth,
         campaigns,
         diagnostics,
+        evidence,
         exports,
         home,
         invitations,
@@ -38,7 +39,7 @@ def register_blueprints(app):
     )
 
     for module in (home, auth, security, admin, workspace, members, invitations, join, audit_log, tokens, uploads,
-                   stoplist, senders, moderation, campaigns, exports, monitoring, diagnostics, metrics, api):
+                   stoplist, senders, moderation, campaigns, exports, evidence, monitoring, diagnostics, metrics, api):
         app.register_blueprint(module.bp)
 
 

@@ -32,10 +32,17 @@ def _render(workspace_id, scope):
         body = {"core": report["core"], "preflight": {c.id: items for c, items in checklists}}
         if full:
             body.update({"schema": report["schema"], "audit": report["audit"], "queues": report["queues"]["queues"],
-                         "certificate": _jsonable(report["certificate"])})
+                         "certificate": _jsonable(report["certificate"]),
+                         "audit_seals": _seal_json(report["audit_seals"])})
         return jsonify(body)
     return render_template("diagnostics/index.html", report=report, checklists=checklists, scope=scope,
                            threshold=diagnostics.preflight_threshold(), worst=diagnostics.worst)
+
+
+def _seal_json(status):
+    return {"seal": _jsonable(status["seal"]) if status["seal"] else None,
+            "verification": _jsonable(status["verification"]) if status["verification"] else None,
+            "warnings": status["warnings"], "ok": status["ok"]}
 
 
 @bp.get("/w/<slug>/diagnostics")

@@ -1,8 +1,10 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
+from models.audit_seals import AuditSeal, AuditVerification  # noqa: F401
 from models.base import utcnow  # noqa: F401
 from models.campaigns import Campaign, JobError, MessageError  # noqa: F401
 from models.contributors import CampaignContributor  # noqa: F401
 from models.dispatch import DailySent, DispatchBatch, DispatchState, HourlyStat, PendingReport, SystemState  # noqa: F401
+from models.evidence import EvidencePack  # noqa: F401
 from models.exports import Export  # noqa: F401
 from models.invitations import Invitation, JoinRequest  # noqa: F401
 from models.outbox import OutboxMail  # noqa: F401

@@ -31,7 +31,7 @@ from extensions import db, redis_connection
 from gateway import SCHEMA_VERSION, CoreError
 from models import Campaign, Upload
 from models.states import Mode
-from services import core_probe
+from services import audit_seals, core_probe
 from services.dispatch import local_now
 from services.queues import QUEUES, get_queue
 
@@ -235,7 +235,7 @@ def system_report():
     """Everything the Diagnostics page shows about the installation (super admins)."""
     return {"core": core_status(), "schema": schema_status(), "audit": audit_status(), "queues": queue_status(),
             "workers": worker_status(), "cron": cron_status(), "certificate": certificate_status(),
-            "disk": disk_status()}
+            "disk": disk_status(), "audit_seals": audit_seals.status()}
 
 
 def disk_status():

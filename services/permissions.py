@@ -41,6 +41,7 @@ PERMISSIONS = {
     "stoplist.manage": ADMINS,
     "exports.create": ALL_ROLES,
     "exports.download": ALL_ROLES,
+    "evidence.create": MODERATORS,        # evidence packs: build, follow and download (services/evidence.py)
     "monitoring.view": ADMINS,
     "diagnostics.view": ADMINS,
 }

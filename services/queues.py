@@ -25,6 +25,8 @@ class JobNames:
     BUILD_EXPORT = "jobs.exports.build_export"
     ON_EXPORT_FAILURE = "jobs.exports.on_export_failure"
     DISPATCH_CAMPAIGN = "jobs.dispatch.dispatch_campaign"
+    BUILD_EVIDENCE_PACK = "jobs.evidence.build_evidence_pack"
+    ON_EVIDENCE_FAILURE = "jobs.evidence.on_evidence_failure"
 
 
 def get_queue(name="default"):

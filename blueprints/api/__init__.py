@@ -73,6 +73,7 @@ from blueprints.api import moderation  # noqa: E402
 from blueprints.api import campaigns  # noqa: E402
 from blueprints.api import trigger  # noqa: E402
 from blueprints.api import exports  # noqa: E402
+from blueprints.api import evidence  # noqa: E402
 # isort: on
 
-API_MODULES = (core, uploads, senders, moderation, campaigns, trigger, exports)
+API_MODULES = (core, uploads, senders, moderation, campaigns, trigger, exports, evidence)

@@ -8,7 +8,7 @@ from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
 from models.states import CampaignStatus as S
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
-from services import contributors, dispatch, exports, segments, smpp_codes
+from services import contributors, dispatch, evidence, exports, segments, smpp_codes
 from services.campaign_drafts import steps as draft_steps
 from services.errors import DomainError, NotFound
 
@@ -56,6 +56,7 @@ def detail(campaign_id):
                "job_error_count": job_error_count, "message_error_count": message_error_count,
                "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign)}
     context["exports"] = _exports(campaign)
+    context["evidence_packs"] = evidence.for_campaign(campaign) if can("evidence.create") else None
     if tab == "recipients":
         try:
             after_id = int(request.args.get("after") or 0) or None

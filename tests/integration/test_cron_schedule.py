@@ -17,4 +17,7 @@ def test_cron_config_registers_every_periodic_job(app):
         "jobs.gdpr.anonymise_numbers": "default",
         "jobs.uploads.sweep_uploads": "default",
         "jobs.maintenance.recover_stalled_work": "default",
+        "jobs.audit_seals.seal_audit": "default",
+        "jobs.audit_seals.verify_audit_seals": "default",
+        "jobs.evidence.expire_evidence_packs": "default",
     }

@@ -1,0 +1,56 @@
+"""Evidence packs in the browser: build one from the campaign page, follow it, download the ZIP.
+
+Moderators, admins and super admins (`evidence.create`); another workspace's id is a 404, an expired
+pack a 410 page, one still being built a 409.
+"""
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
+
+from blueprints.access import workspace_route
+from services import evidence as service
+from services.errors import DomainError, NotFound
+
+bp = Blueprint("evidence", __name__, url_prefix="/w/<slug>")
+
+
+def _wants_json():
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json"
+
+
+@bp.post("/campaigns/<int:campaign_id>/evidence")
+@workspace_route("evidence.create")
+def create(campaign_id):
+    try:
+        pack = service.request_pack(g.workspace, campaign_id, g.membership, current_user)
+    except NotFound:
+        abort(404)
+    if _wants_json():
+        return jsonify(service.status(pack)), 202
+    flash(f"Evidence pack #{pack.id} ({'full numbers' if pack.unmasked else 'masked numbers'}) is queued. "
+          "Its download link appears here when it is ready.", "success")
+    return redirect(url_for("evidence.show", slug=g.workspace.slug, pack_id=pack.id))
+
+
+@bp.get("/evidence/<int:pack_id>")
+@workspace_route("evidence.create")
+def show(pack_id):
+    pack = service.get_pack(g.workspace, pack_id, g.membership, current_user)
+    if _wants_json():
+        return jsonify(service.status(pack))
+    return render_template("evidence/show.html", pack=pack)
+
+
+@bp.get("/evidence/<int:pack_id>/download")
+@workspace_route("evidence.create")
+def download(pack_id):
+    try:
+        pack = service.open_for_download(g.workspace, pack_id, g.membership, current_user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        pack = service.get_pack(g.workspace, pack_id, g.membership, current_user)
+        if _wants_json():
+            return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
+        return render_template("evidence/show.html", pack=pack, message=exc.message), exc.status
+    return send_file(pack.path, mimetype=service.MIME, as_attachment=True,
+                     download_name=service.download_name(pack), conditional=True, max_age=0)
