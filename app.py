@@ -4,16 +4,23 @@ import re
 import uuid
 from urllib.parse import urlsplit
 
-from flask import Flask, flash, g, jsonify, redirect, render_template, request
+from flask import Flask, flash, g, jsonify, redirect, render_template, request, session
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from blueprints import CSP
+from blueprints import CSP, register_blueprints
+from blueprints.access import can, enforce_access
+from blueprints.exports import export_helpers
+from blueprints.nav import workspace_nav
+from blueprints.security import check_session, gdpr_helpers, require_second_factor, touch_session
+from cli import register_cli
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
+from models import User, utcnow
 from services import private_files
 from services.errors import DomainError, Forbidden, NotFound
+from services.passwords import SignInBusy
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -49,7 +56,8 @@ def create_app(config=None):
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = app.config["PROXY_FIX_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,
+        # Flask's documented way to wrap the WSGI app (mypy: "cannot assign to a method").
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
                                 x_host=hops if app.config["PROXY_FIX_TRUST_HOST"] else 0)
 
     # Secrets out of files: the data directory is 0700, a SQLite database 0600 (services/private_files.py).
@@ -65,9 +73,6 @@ def create_app(config=None):
     csrf.init_app(app)
     limiter.init_app(app)
     _configure_login(app)
-
-    from blueprints import register_blueprints
-    from cli import register_cli
 
     register_blueprints(app)
     register_cli(app)
@@ -92,8 +97,6 @@ def _configure_login(app):
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_message_category = "info"
     login_manager.session_protection = "strong"
-
-    from models import User
 
     @login_manager.user_loader
     def load_user(user_id):
@@ -121,12 +124,6 @@ def _register_request_hooks(app):
     after_request runs in the reverse order of registration: security_headers, then touch_session.
     Blueprints register no app-wide hooks of their own.
     """
-    from flask import session
-
-    from blueprints.access import can, enforce_access
-    from blueprints.exports import export_helpers
-    from blueprints.security import check_session, gdpr_helpers, require_second_factor, touch_session
-
     def assign_request_id():
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
@@ -156,9 +153,6 @@ def _register_request_hooks(app):
     app.after_request(security_headers)
 
     def template_helpers():
-        from blueprints.nav import workspace_nav
-        from models import utcnow
-
         nav = workspace_nav(app.view_functions, can) if g.get("workspace") is not None else []
         return {"can": can, "now": utcnow, "current_workspace": g.get("workspace"),
                 "current_membership": g.get("membership"), "workspace_nav": nav}
@@ -185,8 +179,6 @@ def _local_referrer():
 def _register_error_handlers(app):
     from flask_limiter.errors import RateLimitExceeded
     from flask_wtf.csrf import CSRFError
-
-    from services.passwords import SignInBusy
 
     messages = {
         400: "The request could not be understood.",

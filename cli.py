@@ -7,6 +7,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 import audit
+from blueprints.certs_cli import certs_cli
+from blueprints.recipients_cli import recipients_cli
 from extensions import db
 from models import Workspace
 from services import accounts, members, tokens, workspaces
@@ -122,8 +124,5 @@ def seed():
 
 
 def register_cli(app):
-    from blueprints.certs_cli import certs_cli
-    from blueprints.recipients_cli import recipients_cli
-
     for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli):
         app.cli.add_command(group)

@@ -1,5 +1,6 @@
 """Extension instances, created unbound so that importing a module never connects to anything."""
 import sqlite3
+from typing import Any, cast
 
 from flask import current_app
 from flask_limiter import Limiter
@@ -8,7 +9,8 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData, event
+from sqlalchemy import CursorResult, MetaData, Result, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -52,3 +54,17 @@ def redis_connection():
         conn = Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=10)
         current_app.extensions["mc_redis"] = conn
     return conn
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """The rows an UPDATE / DELETE / INSERT changed. `Session.execute` is typed as returning a
+    `Result`; for those statements it is a `CursorResult`, which has `rowcount`."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def dialect_insert(model: Any) -> postgresql.Insert | sqlite.Insert:
+    """INSERT with the database's ON CONFLICT support (`on_conflict_do_nothing/update`): PostgreSQL's
+    or SQLite's."""
+    if db.engine.dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)

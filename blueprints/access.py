@@ -5,12 +5,13 @@ the app's before_request hook (`enforce_access`) refuses any endpoint without on
 default), so adding a route can never silently make it reachable.
 """
 import functools
+from typing import Any, cast
 
 from flask import abort, current_app, g, request, session
 from flask_login import current_user
 
 import audit
-from extensions import db
+from extensions import db, login_manager
 from models import Workspace
 from services import permissions
 
@@ -47,7 +48,7 @@ def workspace_route(action):
                 abort(403)
             return view(*args, **kwargs)
 
-        wrapper._permission = action
+        cast(Any, wrapper)._permission = action  # read by the access checks and the API spec
         return _mark(wrapper, f"workspace:{action}")
 
     return decorate
@@ -97,7 +98,7 @@ def enforce_access():
     if access == "public" or access.startswith("api:"):
         return None
     if not current_user.is_authenticated:
-        return current_app.login_manager.unauthorized()
+        return login_manager.unauthorized()
     if access == "superadmin" and not current_user.is_superadmin:
         abort(404)
     return None

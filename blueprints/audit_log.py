@@ -1,4 +1,6 @@
 """The audit log pages: per workspace for admins, across workspaces for super admins."""
+from typing import Any
+
 from flask import Blueprint, g, render_template, request, url_for
 
 from blueprints.access import superadmin_only, workspace_route
@@ -21,8 +23,9 @@ def _render(workspace_id, all_workspaces):
     names = dict(db.session.execute(db.select(Workspace.id, Workspace.slug)).all()) if all_workspaces else {}
     next_url = None
     if next_cursor:
-        params = {k: v for k, v in request.args.items() if k != "cursor"}
-        next_url = url_for(request.endpoint, **(request.view_args or {}), **params, cursor=next_cursor)
+        view_args: dict[str, Any] = request.view_args or {}
+        params: dict[str, Any] = {k: v for k, v in request.args.items() if k != "cursor"}
+        next_url = url_for(request.endpoint or "", **view_args, **params, cursor=next_cursor)
     return render_template("audit/index.html", events=events, next_url=next_url, error=error,
                            args=request.args, workspace_names=names), 400 if error else 200
 

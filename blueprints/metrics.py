@@ -5,6 +5,7 @@ Declared public for the session-based access hook; the view does its own check s
 needs no user account. Compare in constant time; never reveal whether the token was close.
 """
 import hmac
+from typing import Any, cast
 
 from flask import Blueprint, Response, abort, current_app, request
 
@@ -31,6 +32,6 @@ def _allowed():
 def scrape():
     if not _allowed():
         abort(403 if current_app.config["METRICS_TOKEN"] else 404)
-    return Response(metrics.render(current_app._get_current_object()),
+    return Response(metrics.render(cast(Any, current_app)._get_current_object()),
                     mimetype="text/plain; version=0.0.4; charset=utf-8",
                     headers={"Cache-Control": "no-store"})

@@ -53,7 +53,7 @@ def import_recipients(campaign_id, enqueue, path):
         click.echo("Queued on `uploads`; following progress (Ctrl-C stops following, not the job).")
         while True:
             db.session.expire_all()
-            upload = db.session.get(Upload, upload.id)
+            upload = db.session.get_one(Upload, upload.id)
             show(recipients.upload_status(upload, errors_limit=0))
             if upload.state in ("done", "failed"):
                 break
@@ -70,5 +70,5 @@ def import_recipients(campaign_id, enqueue, path):
         click.echo(f"  … {status['rejected'] - len(status['errors']):,} more rejected lines (campaign Job errors tab).")
     if upload.state == "failed":
         raise click.ClickException(f"Import failed: {upload.error}")
-    click.echo(f"Done: campaign {campaign_id} now has {db.session.get(Campaign, campaign_id).recipients_count:,} "
+    click.echo(f"Done: campaign {campaign_id} now has {db.session.get_one(Campaign, campaign_id).recipients_count:,} "
                "recipients.")

@@ -38,7 +38,8 @@ class StopListImportForm(FlaskForm):
 
 def _page(add_form=None, import_form=None):
     try:
-        after = int(request.args.get("after")) if request.args.get("after") else None
+        after_arg = request.args.get("after")
+        after = int(after_arg) if after_arg else None
     except ValueError:
         after = None
     full = can("numbers.view_full")

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 from coresim.sim import CoreSimulator, SimError, db_path
@@ -46,7 +47,7 @@ class CoreHTTPServer(ThreadingHTTPServer):
     def server_bind(self):
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); not wanted here.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = cast(tuple[str, int], self.server_address[:2])
 
     def finish_request(self, request, client_address):
         request.settimeout(HANDSHAKE_TIMEOUT)
@@ -65,6 +66,7 @@ class CoreHTTPServer(ThreadingHTTPServer):
 
 
 class CoreHandler(BaseHTTPRequestHandler):
+    server: CoreHTTPServer  # the server this handler serves (its `sim` and `verbose`)
     protocol_version = "HTTP/1.1"
     server_version = "coresim/1.0"
     sys_version = ""
@@ -117,14 +119,14 @@ class CoreHandler(BaseHTTPRequestHandler):
                 raise SimError(411, "length_required", "send a Content-Length")
             return b""
         try:
-            length = int(length)
+            size = int(length)
         except ValueError:
             self.close_connection = True
             raise SimError(400, "invalid_request", "bad Content-Length") from None
-        if length > MAX_BODY:
+        if size > MAX_BODY:
             self.close_connection = True
             raise SimError(413, "too_large", f"request bodies are limited to {MAX_BODY} bytes")
-        return self.rfile.read(length)
+        return self.rfile.read(size)
 
     def _json_body(self):
         raw = self._body()
@@ -232,7 +234,7 @@ class CoreSim:
         self.sim = CoreSimulator(db_path(data_dir), **config)
         context = server_context(files["server.pem"], files["server.key"], files["ca.pem"])
         self.httpd = CoreHTTPServer((host, port), self.sim, context, verbose=verbose)
-        self.host, self.port = self.httpd.server_address[:2]
+        self.host, self.port = cast(tuple[str, int], self.httpd.server_address[:2])
         self._thread = None
 
     @property

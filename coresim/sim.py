@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 SCHEMA_VERSION = 1
 CORE_VERSION = "coresim 1.0"
@@ -43,7 +44,7 @@ DEFAULT_CONFIG = {
     "max_queue_depth": 1_000_000,  # above it a submit answers 429
     "seed": None,
 }
-DEFAULT_FAULTS = {"down": False, "slow_seconds": 0.0, "large_response_mb": 0.0, "throttle": 0.0,
+DEFAULT_FAULTS: dict[str, Any] = {"down": False, "slow_seconds": 0.0, "large_response_mb": 0.0, "throttle": 0.0,
                   "reject_code": None, "reject_ratio": 1.0, "refuse_status": None,
                   "schema_version": SCHEMA_VERSION}
 # refuse_status: every batch is answered with this HTTP status and the error body of docs/core-api.md.

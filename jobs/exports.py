@@ -7,14 +7,13 @@ and to the Export row. When no retry is left, `on_export_failure` marks the row 
 import logging
 
 from jobs import app_job, report_progress
+from services import exports
 
 log = logging.getLogger("mc.jobs.exports")
 
 
 @app_job
 def build_export(export_id):
-    from services import exports
-
     export = exports.build(export_id, on_progress=report_progress)
     if export is None:
         return None
@@ -23,8 +22,6 @@ def build_export(export_id):
 
 @app_job
 def expire_exports():
-    from services import exports
-
     removed = exports.expire()
     if removed:
         log.info("exports: %s expired export(s) removed", removed)
@@ -39,9 +36,7 @@ def on_export_failure(job, connection, exc_type, exc_value, tb):
 
     @app_job
     def mark(export_id):
-        from services import exports
-
-        exports.mark_failed(export_id, f"Export stopped after retries: {exc_type.__name__}: {exc_value}")
+            exports.mark_failed(export_id, f"Export stopped after retries: {exc_type.__name__}: {exc_value}")
 
     if export_id is not None:
         try:

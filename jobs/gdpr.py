@@ -6,14 +6,13 @@ continues; rows already rewritten are skipped.
 import logging
 
 from jobs import app_job
+from services import gdpr
 
 log = logging.getLogger("mc.jobs.gdpr")
 
 
 @app_job
 def anonymise_numbers():
-    from services import gdpr
-
     completed = gdpr.anonymise_due()
     if completed:
         log.info("gdpr: %s campaign(s) anonymised", completed)

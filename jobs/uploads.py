@@ -8,20 +8,22 @@ Upload row and to `job.meta['progress']`.
 import logging
 from datetime import timedelta
 
-from extensions import db
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from extensions import db, redis_connection
 from jobs import app_job, report_progress
 from models import Campaign, utcnow
 from models.recipients import Upload
 from models.states import CampaignStatus as S
 from models.states import Mode
+from services import campaigns, recipients, spread
 
 log = logging.getLogger("mc.jobs.uploads")
 
 
 @app_job
 def ingest_upload(upload_id):
-    from services import recipients
-
     upload = recipients.ingest(upload_id, on_progress=report_progress)
     if upload is not None:
         report_progress(recipients.upload_status(upload, errors_limit=0))
@@ -32,8 +34,6 @@ def ingest_upload(upload_id):
 @app_job
 def plan_spread(campaign_id):
     """Assign Spread days (after submit moved a Spread campaign to Building), then finish the build."""
-    from services import campaigns, spread
-
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None or campaign.mode != Mode.SPREAD:
         return 0
@@ -56,8 +56,6 @@ def on_ingest_failure(job, connection, exc_type, exc_value, tb):
 
     @app_job
     def give_up(upload_id):
-        from services import recipients
-
         first_line = (str(exc_value).splitlines() or [""])[0]
         recipients.fail_upload(upload_id, _gave_up_message(f"{exc_type.__name__}: {first_line}"))
 
@@ -79,12 +77,6 @@ def sweep_uploads(grace_seconds=120):
     """Periodic (rq cron): an upload whose RQ job is gone — a Redis that lost its data — is queued
     again and resumes from its committed offset; one whose job failed with no retry left (a worker
     killed for good, where no failure callback ran) is failed. Returns (requeued, failed)."""
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
-    from extensions import redis_connection
-    from services import recipients
-
     cutoff = utcnow() - timedelta(seconds=grace_seconds)
     stalled = db.session.execute(db.select(Upload.id, Upload.job_id).where(
         Upload.state.in_(("queued", "running")), Upload.created_at < cutoff)).all()

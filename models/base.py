@@ -10,7 +10,7 @@ from extensions import db
 Model: Any = db.Model
 
 
-def utcnow():
+def utcnow() -> datetime:
     return datetime.now(UTC)
 
 

@@ -3,9 +3,14 @@
 Status and moderation change only through services/campaigns.py (the transition table).
 Counters are maintained by the ingest and dispatch jobs so pages never count recipients.
 """
+from sqlalchemy.orm import Mapped, relationship
+
 from extensions import db
 from models.base import Model, UTCDateTime, utcnow
+from models.senders import SenderRevision
 from models.states import CampaignStatus, Mode, Moderation, check_in, values
+from models.users import User
+from models.workspaces import Workspace
 
 MODES = values(Mode)
 STATUSES = values(CampaignStatus)
@@ -72,10 +77,10 @@ class Campaign(Model):
     failed_count = db.Column(db.BigInteger, nullable=False, default=0)
     inflight_count = db.Column(db.BigInteger, nullable=False, default=0)
 
-    author = db.relationship("User", foreign_keys=[author_id])
+    author: Mapped[User | None] = relationship("User", foreign_keys=[author_id])
     moderated_by = db.relationship("User", foreign_keys=[moderated_by_id])
-    sender_revision = db.relationship("SenderRevision")
-    workspace = db.relationship("Workspace")
+    sender_revision: Mapped[SenderRevision | None] = relationship("SenderRevision")
+    workspace: Mapped[Workspace] = relationship("Workspace")
 
 
 # Sort by the actual start, else the planned one.

@@ -3,6 +3,8 @@
 A SADDR change never edits a row: it adds a revision in `pending`. An approved revision's
 SADDR/TON/NPI never change (the service refuses; on PostgreSQL a trigger refuses as well).
 """
+from sqlalchemy.orm import Mapped, relationship
+
 from extensions import db
 from models.base import Model, UTCDateTime, utcnow
 from models.states import RevisionState, check_in
@@ -51,6 +53,6 @@ class SenderRevision(Model):
     decided_at = db.Column(UTCDateTime)
     decision_note = db.Column(db.String(500))
 
-    sender = db.relationship("SenderName", back_populates="revisions")
+    sender: Mapped[SenderName] = relationship("SenderName", back_populates="revisions")
     created_by = db.relationship("User", foreign_keys=[created_by_id])
     decided_by = db.relationship("User", foreign_keys=[decided_by_id])

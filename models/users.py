@@ -1,8 +1,10 @@
 """Accounts: one row per person, independent of workspaces (memberships link the two)."""
 from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, relationship
 
 from extensions import db
 from models.base import Model, UTCDateTime, utcnow
+from models.workspaces import Membership
 
 
 class User(UserMixin, Model):
@@ -23,7 +25,8 @@ class User(UserMixin, Model):
 
     # Loaded on first use (the signed-in user's, once per request), not with every User row loaded
     # as an author, a moderator or an export's creator.
-    memberships = db.relationship("Membership", back_populates="user", cascade="all, delete-orphan")
+    memberships: Mapped[list[Membership]] = relationship("Membership", back_populates="user",
+                                                         cascade="all, delete-orphan")
 
     @property
     def is_active(self):
@@ -32,7 +35,7 @@ class User(UserMixin, Model):
     def get_id(self):
         return f"{self.id}:{self.session_epoch}"
 
-    def membership_in(self, workspace_id):
+    def membership_in(self, workspace_id: int) -> Membership | None:
         return next((m for m in self.memberships if m.workspace_id == workspace_id), None)
 
     def __repr__(self):

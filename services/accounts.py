@@ -11,8 +11,6 @@ from services.errors import DomainError
 
 SIGN_IN_REFUSED = "Invalid e-mail or password, or the account is temporarily locked. Try again in a minute."
 SECOND_FACTOR_REFUSED = "Invalid code, or the account is temporarily locked. Try again in a minute."
-WRONG_CURRENT_PASSWORD = ("Your current password is not correct. After three wrong attempts the account is "
-                          "locked for a minute.")
 
 
 def normalise_email(email):
@@ -53,7 +51,7 @@ def authenticate(email, password):
         lockout.failed(attempt, "auth.login_failed", "wrong password" if attempt.is_active else "inactive account")
         raise DomainError(SIGN_IN_REFUSED, code="sign_in_refused", status=401)
 
-    user = db.session.get(User, attempt.user_id)
+    user = db.session.get_one(User, attempt.user_id)
     if totp.is_enrolled(user):
         # Only a complete sign-in resets the counter: the right password gives its own claim back,
         # so knowing it buys no fresh guesses at the second factor.
@@ -90,6 +88,7 @@ def complete_second_factor(user_id, code):
         lockout.failed(attempt, "auth.login_failed",
                        "wrong second-factor code" if attempt.is_active else "inactive account (second factor)")
         raise DomainError(SECOND_FACTOR_REFUSED, code="sign_in_refused", status=401)
+    assert user is not None  # a code was verified, so the user exists (totp.verify is given the row)
     lockout.signed_in(attempt)
     lockout.record("auth.login", user.id, user.email, note=f"second factor: {method}")
     return user
@@ -111,9 +110,7 @@ def min_password_length(user=None):
 
 def check_password_policy(password, email=None, *, user=None, min_length=None):
     min_length = min_length if min_length is not None else min_password_length(user)
-    errors = passwords.policy_errors(password, email=email, min_length=min_length)
-    if errors:
-        raise DomainError(" ".join(errors), code="weak_password")
+    passwords.require_policy(password, email=email, min_length=min_length)
 
 
 def create_user(email, password, *, name="", is_superadmin=False, enforce_policy=True):
@@ -137,7 +134,7 @@ def check_current_password(user, password, *, purpose="password re-check"):
     stored hash the password was checked against."""
     checked = lockout.verified_hash_for(user.id, password, purpose=purpose)
     if checked is None:
-        raise DomainError(WRONG_CURRENT_PASSWORD, code="wrong_password")
+        raise DomainError(lockout.WRONG_CURRENT_PASSWORD, code="wrong_password")
     return checked
 
 

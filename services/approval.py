@@ -19,11 +19,12 @@ import hashlib
 import json
 import logging
 from datetime import UTC
+from typing import Any
 
 from sqlalchemy import func, select, update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import Campaign, Recipient, Upload
 from models.campaigns import JobError
 from models.states import Mode
@@ -31,6 +32,7 @@ from models.states import Moderation as M
 from services import campaigns as lifecycle  # a cycle by design: lifecycle asks approval_values() on approve
 from services import segments
 from services.campaign_drafts import steps as draft_steps
+from services.errors import DomainError
 
 log = logging.getLogger("mc.approval")
 
@@ -96,7 +98,7 @@ def digest(document):
     return hashlib.sha256(canonical(document).encode("utf-8")).hexdigest()
 
 
-def approval_values(campaign):
+def approval_values(campaign: Campaign) -> dict[str, Any]:
     """The columns an approval writes beside its decision (services/campaigns.py `approve`)."""
     document = basis(campaign)
     return {"approval_fingerprint": digest(document), "approval_basis": canonical(document)}
@@ -148,9 +150,9 @@ def check(campaign):
 def _record_legacy(campaign):
     """Approved before migration 0009: bind what it holds now (once), so later changes are caught."""
     values = approval_values(campaign)
-    done = db.session.execute(update(Campaign).where(Campaign.id == campaign.id,
+    done = affected_rows(db.session.execute(update(Campaign).where(Campaign.id == campaign.id,
                                                      Campaign.approval_fingerprint == LEGACY)
-                              .values(**values).execution_options(synchronize_session=False)).rowcount
+                              .values(**values).execution_options(synchronize_session=False)))
     db.session.commit()
     db.session.refresh(campaign)
     if done:
@@ -190,7 +192,7 @@ def refuse(campaign, mismatch):
     try:
         # commits the job error with the status change; failure_reason puts it on the page's banner and the JSON
         lifecycle.apply(campaign, "fail", values={"failure_reason": reason[:300]}, note=reason)
-    except lifecycle.DomainError as exc:  # another job (or a person) moved it first: nothing is sent anyway
+    except DomainError as exc:  # another job (or a person) moved it first: nothing is sent anyway
         db.session.rollback()
         log.warning("campaign %s: not failed by the fingerprint check: %s", campaign.id, exc)
         return

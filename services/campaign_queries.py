@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import contains_eager, joinedload
 
+import audit
+from audit.store import AuditStoreUnavailable
 from extensions import db
 from models import Campaign, JobError, MessageError, SenderRevision, User
 from models.campaigns import MODES, STATUSES
@@ -181,9 +183,6 @@ def message_errors(campaign, limit=100):
 
 def audit_events(campaign, limit=200):
     """This campaign's audit events, newest first (moderation notes included)."""
-    import audit
-    from audit.store import AuditStoreUnavailable
-
     try:
         events, _ = audit.get_store().find(workspace_id=campaign.workspace_id, object_type="campaign",
                                            object_id=str(campaign.id), limit=limit)

@@ -11,13 +11,19 @@ People reach the table through `perform()` (scoped lookup, permission, then the 
 call `apply()` directly for the system events (build_finished, fail, expire, finish).
 """
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from rq.job import Job
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm.interfaces import ORMOption
 
 import audit
-from extensions import db
-from models import Campaign, Membership, Upload, utcnow
+from extensions import affected_rows, db
+from models import Campaign, Membership, Upload, User, Workspace, utcnow
 from models.states import CampaignStatus as S
 from models.states import Mode, RevisionState
 from models.states import Moderation as M
@@ -40,26 +46,26 @@ class IllegalTransition(DomainError):
 
 @dataclass(frozen=True)
 class Transition:
-    sources: frozenset
-    target: object = None            # a status, None (status unchanged) or a function(campaign) -> status
-    moderation_from: frozenset | None = None  # required current moderation, None = any
+    sources: frozenset[str]
+    target: str | Callable[[Campaign], str] | None = None  # a status, None (status unchanged) or a function
+    moderation_from: frozenset[str] | None = None  # required current moderation, None = any
     moderation_to: str | None = None
     who: str = "owner"               # owner | moderator | system
     label: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _after_build(campaign):
+def _after_build(campaign: Campaign) -> str:
     # Ingest finished: a draft goes back to the wizard; a submitted campaign waits for moderation.
     return S.PENDING if campaign.submitted_at else S.NEW
 
 
-def _after_failed_build(campaign):
+def _after_failed_build(campaign: Campaign) -> str:
     # A bad file changes nothing for a draft: it goes back to the wizard with the job error.
     return S.FAILED if campaign.submitted_at else S.NEW
 
 
-def _after_approval(campaign):
+def _after_approval(campaign: Campaign) -> str:
     # OnDemand and Trigger start at once when auto-start is on; OnTime and Spread wait for their
     # start (the dispatch tick starts them); without auto-start everything waits for a manual Start.
     if campaign.auto_start and campaign.mode in (Mode.ON_DEMAND, Mode.TRIGGER):
@@ -67,7 +73,7 @@ def _after_approval(campaign):
     return S.PENDING
 
 
-def _after_submit(campaign):
+def _after_submit(campaign: Campaign) -> str:
     return S.BUILDING if campaign.mode == Mode.SPREAD else S.PENDING
 
 
@@ -101,12 +107,12 @@ DECISIONS = ("approve", "reject")
 PERSON_FINISH_MODES = frozenset({Mode.TRIGGER})
 
 
-def _state(campaign):
+def _state(campaign: Campaign) -> dict[str, Any]:
     return {"status": campaign.status, "moderation": campaign.moderation,
             "archived": campaign.archived_at is not None}
 
 
-def check(campaign, event):  # noqa: C901 — issue 16: to split
+def check(campaign: Campaign, event: str) -> Transition:
     """Raise IllegalTransition unless the table allows `event` from the campaign's current state."""
     rule = TRANSITIONS.get(event)
     if rule is None:
@@ -114,24 +120,11 @@ def check(campaign, event):  # noqa: C901 — issue 16: to split
     if event == "clone":
         return rule  # from any status, archived or not: the copy is a new draft
     if event == "restore":
-        if campaign.archived_at is None:
-            raise IllegalTransition("This campaign is not archived.")
-        if campaign.status not in rule.sources:
-            raise IllegalTransition(f"An archived campaign cannot be {campaign.status}; it cannot be restored.")
+        _check_restore(campaign, rule)
         return rule
     if campaign.archived_at is not None:
         raise IllegalTransition("This campaign is archived; restore it first.")
-    if event in ("approve", "reject") and campaign.moderation != M.AWAITING and campaign.moderated_at:
-        raise _already_decided(campaign)  # a late decision: say who decided first, not "wrong status"
-    if campaign.status not in rule.sources:
-        allowed = ", ".join(sorted(rule.sources))
-        raise IllegalTransition(f"Cannot {event} a campaign that is {campaign.status} "
-                                f"(only from: {allowed}).")
-    if rule.moderation_from is not None and campaign.moderation not in rule.moderation_from:
-        if event in ("approve", "reject"):
-            raise _already_decided(campaign)
-        raise IllegalTransition(f"Cannot {event} a campaign whose moderation is {campaign.moderation}; "
-                                "it needs a moderator's approval first.")
+    _check_from_state(campaign, event, rule)
     if event == "submit":
         problems = submit_problems(campaign)
         if problems:
@@ -139,58 +132,96 @@ def check(campaign, event):  # noqa: C901 — issue 16: to split
     return rule
 
 
-def submit_problems(campaign):  # noqa: C901 — issue 16: to split
+def _check_restore(campaign: Campaign, rule: Transition) -> None:
+    if campaign.archived_at is None:
+        raise IllegalTransition("This campaign is not archived.")
+    if campaign.status not in rule.sources:
+        raise IllegalTransition(f"An archived campaign cannot be {campaign.status}; it cannot be restored.")
+
+
+def _check_from_state(campaign: Campaign, event: str, rule: Transition) -> None:
+    """The campaign's status and moderation are among those `rule` starts from."""
+    if event in DECISIONS and campaign.moderation != M.AWAITING and campaign.moderated_at:
+        raise _already_decided(campaign)  # a late decision: say who decided first, not "wrong status"
+    if campaign.status not in rule.sources:
+        allowed = ", ".join(sorted(rule.sources))
+        raise IllegalTransition(f"Cannot {event} a campaign that is {campaign.status} "
+                                f"(only from: {allowed}).")
+    if rule.moderation_from is not None and campaign.moderation not in rule.moderation_from:
+        if event in DECISIONS:
+            raise _already_decided(campaign)
+        raise IllegalTransition(f"Cannot {event} a campaign whose moderation is {campaign.moderation}; "
+                                "it needs a moderator's approval first.")
+
+
+def submit_problems(campaign: Campaign) -> list[str]:
     """What still stops a draft from being submitted, as sentences the author can act on."""
+    return (_text_problems(campaign) + _sender_problems(campaign) + _schedule_problems(campaign)
+            + _recipient_problems(campaign))
+
+
+def _text_problems(campaign: Campaign) -> list[str]:
     problems = []
     if not (campaign.name or "").strip():
         problems.append("Give the campaign a name (step 2).")
     if not (campaign.message_text or "").strip():
         problems.append("Write the message text (step 2).")
-    revision = campaign.sender_revision
-    if revision is None:
-        problems.append("Choose an approved sender name (step 2).")
-    elif revision.state != RevisionState.APPROVED or (revision.sender and revision.sender.archived_at is not None):
-        problems.append(f"The sender name {revision.saddr!r} is no longer approved; choose another (step 2).")
-    now = utcnow()
-    if campaign.mode == Mode.ON_TIME:
-        if campaign.start_at is None:
-            problems.append("Set the start time (step 2).")
-        elif campaign.start_at <= now:
-            problems.append("The start time has passed; set a new one (step 2).")
-    if campaign.mode == Mode.SPREAD:
-        if campaign.spread_first_day is None or campaign.spread_last_day is None:
-            problems.append("Set the Spread window's first and last day (step 2).")
-        elif campaign.spread_last_day < _today_in(campaign):
-            problems.append("The Spread window is over; choose new days (step 2).")
-    if campaign.mode != Mode.TRIGGER:
-        if campaign.id is not None and uploads_running(campaign):
-            problems.append("Wait until the recipient upload has finished (step 4).")
-        elif not campaign.recipients_count:
-            problems.append("Add recipients (step 4).")
     return problems
 
 
-def _today_in(campaign):
-    from zoneinfo import ZoneInfo
+def _sender_problems(campaign: Campaign) -> list[str]:
+    revision = campaign.sender_revision
+    if revision is None:
+        return ["Choose an approved sender name (step 2)."]
+    if revision.state != RevisionState.APPROVED or (revision.sender and revision.sender.archived_at is not None):
+        return [f"The sender name {revision.saddr!r} is no longer approved; choose another (step 2)."]
+    return []
 
+
+def _schedule_problems(campaign: Campaign) -> list[str]:
+    if campaign.mode == Mode.ON_TIME:
+        if campaign.start_at is None:
+            return ["Set the start time (step 2)."]
+        if campaign.start_at <= utcnow():
+            return ["The start time has passed; set a new one (step 2)."]
+    if campaign.mode == Mode.SPREAD:
+        if campaign.spread_first_day is None or campaign.spread_last_day is None:
+            return ["Set the Spread window's first and last day (step 2)."]
+        if campaign.spread_last_day < _today_in(campaign):
+            return ["The Spread window is over; choose new days (step 2)."]
+    return []
+
+
+def _recipient_problems(campaign: Campaign) -> list[str]:
+    if campaign.mode == Mode.TRIGGER:
+        return []
+    if campaign.id is not None and uploads_running(campaign):
+        return ["Wait until the recipient upload has finished (step 4)."]
+    if not campaign.recipients_count:
+        return ["Add recipients (step 4)."]
+    return []
+
+
+def _today_in(campaign: Campaign) -> date:
     tz = ZoneInfo(campaign.workspace.timezone if campaign.workspace else "UTC")
     return utcnow().astimezone(tz).date()
 
 
-def uploads_running(campaign):
+def uploads_running(campaign: Campaign) -> bool:
     return db.session.execute(select(Upload.id).where(Upload.campaign_id == campaign.id,
                                                       Upload.state.in_(("queued", "running"))).limit(1)).first() \
         is not None
 
 
-def _already_decided(campaign):
+def _already_decided(campaign: Campaign) -> Conflict:
     who = campaign.moderated_by.email if campaign.moderated_by else "another moderator"
     when = campaign.moderated_at.strftime("%Y-%m-%d %H:%M:%S UTC") if campaign.moderated_at else "just now"
     return Conflict(f"Campaign #{campaign.id} was already {campaign.moderation} by {who} at {when}.",
                     code="already_decided")
 
 
-def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901 — issue 16: to split
+def apply(campaign: Campaign, event: str, *, actor: User | None = None, note: str | None = None,
+          values: dict[str, Any] | None = None) -> Campaign:
     """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict."""
     if event == "clone":
         raise IllegalTransition("Cloning makes a new campaign; use services.campaign_drafts.persistence.clone().")
@@ -198,29 +229,8 @@ def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901
     before = _state(campaign)
     now = utcnow()
     changes = dict(values or {})
-    if event == "archive":
-        changes["archived_at"] = now
-    elif event == "restore":
-        changes["archived_at"] = None
-    else:
-        target = rule.target(campaign) if callable(rule.target) else rule.target
-        if target is not None:
-            changes["status"] = target
-            if target == S.SENDING and campaign.started_at is None:
-                changes["started_at"] = now
-            if target in TERMINAL:
-                changes["finished_at"] = now
-    if rule.moderation_to is not None:
-        changes["moderation"] = rule.moderation_to
-    if event == "submit":
-        changes["submitted_at"] = now
-        changes.update(moderated_by_id=None, moderated_at=None, approval_fingerprint=None, approval_basis=None)
-    if event == "approve":  # the approval binds what was approved (services/approval.py)
-        changes.update(approval.approval_values(campaign))
-    if event in ("approve", "reject"):
-        changes.update(moderated_by_id=actor.id, moderated_at=now, moderation_note=note)
-    if event == "reject":
-        changes["submitted_at"] = None
+    changes.update(_status_changes(campaign, event, rule, now))
+    changes.update(_moderation_changes(campaign, event, rule, actor, note, now))
     if event in ("pause", "resume"):
         changes["pause_reason"] = None  # a system pause's reason ends with the operator's Resume
     changes["updated_at"] = now
@@ -229,15 +239,8 @@ def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901
             and changes.get("moderation", campaign.moderation) != M.APPROVED:
         raise IllegalTransition(f"Cannot {event} campaign #{campaign.id}: it has not been approved by a moderator.")
 
-    # The guard is the state we checked; anyone who changed it first wins and we report it.
-    guard = [Campaign.id == campaign.id, Campaign.status == campaign.status,
-             Campaign.moderation == campaign.moderation]
-    guard.append(Campaign.archived_at.is_(None) if campaign.archived_at is None else Campaign.archived_at.isnot(None))
-    if event in ("approve", "reject"):  # the submission decided on: not one made after a reject + resubmit
-        guard.append(Campaign.submitted_at.is_(None) if campaign.submitted_at is None
-                     else Campaign.submitted_at == campaign.submitted_at)
-    done = db.session.execute(update(Campaign).where(*guard).values(**changes)
-                              .execution_options(synchronize_session=False)).rowcount
+    done = affected_rows(db.session.execute(update(Campaign).where(*_guard(campaign, event)).values(**changes)
+                              .execution_options(synchronize_session=False)))
     if not done:
         db.session.rollback()
         db.session.refresh(campaign)
@@ -257,15 +260,63 @@ def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901
     return campaign
 
 
+def _status_changes(campaign: Campaign, event: str, rule: Transition, now: datetime) -> dict[str, Any]:
+    """The archive flag, or the status the event leads to with its start/finish time."""
+    if event == "archive":
+        return {"archived_at": now}
+    if event == "restore":
+        return {"archived_at": None}
+    changes: dict[str, Any] = {}
+    target = rule.target(campaign) if callable(rule.target) else rule.target
+    if target is not None:
+        changes["status"] = target
+        if target == S.SENDING and campaign.started_at is None:
+            changes["started_at"] = now
+        if target in TERMINAL:
+            changes["finished_at"] = now
+    return changes
+
+
+def _moderation_changes(campaign: Campaign, event: str, rule: Transition, actor: User | None, note: str | None,
+                        now: datetime) -> dict[str, Any]:
+    """Moderation, submission and approval columns the event sets."""
+    changes: dict[str, Any] = {}
+    if rule.moderation_to is not None:
+        changes["moderation"] = rule.moderation_to
+    if event == "submit":
+        changes["submitted_at"] = now
+        changes.update(moderated_by_id=None, moderated_at=None, approval_fingerprint=None, approval_basis=None)
+    if event == "approve":  # the approval binds what was approved (services/approval.py)
+        changes.update(approval.approval_values(campaign))
+    if event in DECISIONS:
+        if actor is None:
+            raise IllegalTransition(f"Cannot {event} without the moderator who decides.")
+        changes.update(moderated_by_id=actor.id, moderated_at=now, moderation_note=note)
+    if event == "reject":
+        changes["submitted_at"] = None
+    return changes
+
+
+def _guard(campaign: Campaign, event: str) -> list[ColumnElement[bool]]:
+    """The state we checked; anyone who changed it first wins and we report it."""
+    guard = [Campaign.id == campaign.id, Campaign.status == campaign.status,
+             Campaign.moderation == campaign.moderation]
+    guard.append(Campaign.archived_at.is_(None) if campaign.archived_at is None else Campaign.archived_at.isnot(None))
+    if event in DECISIONS:  # the submission decided on: not one made after a reject + resubmit
+        guard.append(Campaign.submitted_at.is_(None) if campaign.submitted_at is None
+                     else Campaign.submitted_at == campaign.submitted_at)
+    return guard
+
+
 # --- who may do what ---------------------------------------------------------------------
 
-def is_owner_or_manager(campaign, membership, user):
+def is_owner_or_manager(campaign: Campaign, membership: Membership | None, user: User) -> bool:
     return (campaign.author_id == user.id and permissions.allowed("campaigns.create", membership,
                                                                    superadmin=user.is_superadmin)) \
         or permissions.allowed("campaigns.manage_all", membership, superadmin=user.is_superadmin)
 
 
-def ensure_may_act(campaign, event, membership, user):
+def ensure_may_act(campaign: Campaign, event: str, membership: Membership | None, user: User) -> None:
     rule = TRANSITIONS[event]
     if rule.who == "system":
         raise Forbidden("This change is made by the system, not by a person.")
@@ -283,7 +334,7 @@ def ensure_may_act(campaign, event, membership, user):
         raise Forbidden("Only the campaign's author or a workspace admin can do this.")
 
 
-def allowed_actions(campaign, membership, user):
+def allowed_actions(campaign: Campaign, membership: Membership | None, user: User) -> list[str]:
     """The user actions the detail page offers: allowed by both the transition table and permissions."""
     actions = []
     for event in USER_ACTIONS[:1] + DECISIONS + USER_ACTIONS[1:]:
@@ -296,11 +347,13 @@ def allowed_actions(campaign, membership, user):
     return actions
 
 
-def perform(workspace, campaign_id, event, membership, user, note=None):
+def perform(workspace: Workspace, campaign_id: object, event: str, membership: Membership | None, user: User,
+            note: str | None = None) -> Campaign:
     """Entry point for pages and the API: scoped lookup, permission, then the transition."""
     if event not in USER_ACTIONS and event not in DECISIONS:
         raise IllegalTransition(f"Unknown action {event!r}.")
     if event == "clone":
+        # Lazy: services.campaign_drafts builds on this module (its steps and saves call the lifecycle).
         from services.campaign_drafts import persistence as drafts
 
         return drafts.clone(workspace, campaign_id, membership, user)
@@ -318,34 +371,36 @@ def perform(workspace, campaign_id, event, membership, user, note=None):
     return campaign
 
 
-def enqueue_spread_plan(campaign):
+def enqueue_spread_plan(campaign: Campaign) -> Job:
     """Spread: after submit (committed), the recipients pipeline assigns recipients to days and
     reports `build_finished` (the job is jobs.uploads.plan_spread, queued by name)."""
     return enqueue_job(JobNames.PLAN_SPREAD, campaign.id, queue="uploads")
 
 
-def approve(workspace, campaign_id, membership, user):
+def approve(workspace: Workspace, campaign_id: object, membership: Membership | None, user: User) -> Campaign:
     return perform(workspace, campaign_id, "approve", membership, user)
 
 
-def reject(workspace, campaign_id, membership, user, note):
+def reject(workspace: Workspace, campaign_id: object, membership: Membership | None, user: User,
+           note: str | None) -> Campaign:
     return perform(workspace, campaign_id, "reject", membership, user, note=note)
 
 
-def author_is_active_member(campaign):
+def author_is_active_member(campaign: Campaign) -> bool:
     if campaign.author_id is None or campaign.author is None or not campaign.author.is_active:
         return False
     return campaign.author.membership_in(campaign.workspace_id) is not None
 
 
-def owner_candidates(workspace):
+def owner_candidates(workspace: Workspace) -> list[Membership]:
     """Members who can own a restored campaign: active accounts whose role may create campaigns."""
     rows = db.session.execute(select(Membership).where(Membership.workspace_id == workspace.id)).scalars()
     return sorted((m for m in rows if m.user.is_active and permissions.allowed("campaigns.create", m)),
                   key=lambda m: m.user.email)
 
 
-def restore_with_owner(workspace, campaign_id, new_owner_id, membership, user):
+def restore_with_owner(workspace: Workspace, campaign_id: object, new_owner_id: Any, membership: Membership | None,
+                       user: User) -> Campaign:
     """Restore when the author is gone: the campaign gets a new owner among current members."""
     campaign = get_campaign(workspace, campaign_id, membership, user)
     ensure_may_act(campaign, "restore", membership, user)
@@ -366,7 +421,8 @@ def restore_with_owner(workspace, campaign_id, new_owner_id, membership, user):
 
 # --- lookups -----------------------------------------------------------------------------
 
-def get_campaign(workspace, campaign_id, membership, user, *, options=()):
+def get_campaign(workspace: Workspace, campaign_id: object, membership: Membership | None, user: User, *,
+                 options: Sequence[ORMOption] = ()) -> Campaign:
     """Scoped lookup: another workspace's campaign, or another author's for an author, is a 404.
     `options`: loader options for what the caller will show (see campaign_queries)."""
     campaign = db.session.get(Campaign, campaign_id, options=options)

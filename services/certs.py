@@ -138,7 +138,7 @@ def make_leaf(ca_cert, ca_key, cn, kind, days=LEAF_DAYS, sans=()):
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     if sans:
-        names = []
+        names: list[x509.GeneralName] = []
         for san in sans:
             try:
                 names.append(x509.IPAddress(ipaddress.ip_address(san)))

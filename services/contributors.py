@@ -5,10 +5,12 @@ to, submitted, restored or took over a campaign may approve or reject it.
 back) with the change itself; the first action per person is kept. `of_campaign()` is what
 services/moderation_rules.py checks; the author always counts, even without a row.
 """
+from typing import Any
+
 from sqlalchemy import select
 
-from extensions import db
-from models import User, utcnow
+from extensions import db, dialect_insert
+from models import Campaign, User, utcnow
 from models.contributors import CONTRIBUTIONS, CampaignContributor
 
 # Lifecycle events (services/campaigns.py) that shape a campaign when a person performs them.
@@ -26,14 +28,11 @@ def _role(user, workspace_id):
 
 
 def _insert(rows):
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(CampaignContributor).values(rows).on_conflict_do_nothing(index_elements=["campaign_id", "user_id"])
+    return dialect_insert(CampaignContributor).values(rows).on_conflict_do_nothing(
+        index_elements=["campaign_id", "user_id"])
 
 
-def record(campaign, user, action):
+def record(campaign: Campaign, user: User | None, action: str) -> None:
     """Count `user` among the campaign's contributors (no commit: the caller's change commits it)."""
     if action not in CONTRIBUTIONS:
         raise ValueError(f"unknown contribution {action!r}")
@@ -44,7 +43,7 @@ def record(campaign, user, action):
                                  "action": action, "at": utcnow()}]))
 
 
-def record_event(campaign, event, actor, values=None):
+def record_event(campaign: Campaign, event: str, actor: User | None, values: dict[str, Any] | None = None) -> None:
     """A lifecycle event performed by a person: submit, restore, an upload's build, a new owner."""
     if actor is None:
         return
@@ -70,7 +69,7 @@ def inherit(copy, source):
         db.session.execute(_insert(rows))
 
 
-def of_campaign(campaign):
+def of_campaign(campaign: Campaign) -> dict[int, str]:
     """{user_id: first action} of everyone who shaped the campaign (the author included)."""
     return of_campaigns([campaign])[campaign.id]
 

@@ -8,10 +8,11 @@ conditional INSERT / DELETE decide who, so a poll every 2 s logs nothing more.
 import json
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 
-from extensions import db
+from extensions import affected_rows, db, dialect_insert
 from models import SystemState, utcnow
 
 log = logging.getLogger("mc.core")
@@ -19,14 +20,10 @@ KEY = "core.outage"
 
 
 def _insert_ignore():
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(SystemState)
+    return dialect_insert(SystemState)
 
 
-def current():
+def current() -> dict[str, Any] | None:
     """{"since": datetime, "reason": str} while the Core is known down, else None."""
     value = db.session.scalar(select(SystemState.value).where(SystemState.key == KEY))
     if not value:
@@ -35,7 +32,7 @@ def current():
     return {"since": datetime.fromisoformat(record["since"]), "reason": record["reason"]}
 
 
-def mark_down(reason, now=None):
+def mark_down(reason: object, now: datetime | None = None) -> bool:
     """Record an outage unless one is recorded already; True for the process that recorded it."""
     now = now or utcnow()
     value = json.dumps({"since": now.isoformat(), "reason": str(reason)[:300]})
@@ -50,13 +47,14 @@ def mark_down(reason, now=None):
     return started
 
 
-def mark_up(now=None):
+def mark_up(now: datetime | None = None) -> bool:
     """Clear a recorded outage (cheap read when there is none); True for the process that cleared it."""
     value = db.session.scalar(select(SystemState.value).where(SystemState.key == KEY))
     if value is None:
         db.session.rollback()
         return False
-    ended = db.session.execute(delete(SystemState).where(SystemState.key == KEY, SystemState.value == value)).rowcount
+    ended = affected_rows(db.session.execute(
+        delete(SystemState).where(SystemState.key == KEY, SystemState.value == value)))
     db.session.commit()
     if ended:
         since = datetime.fromisoformat(json.loads(value)["since"])

@@ -22,6 +22,7 @@ from extensions import db, redis_connection
 from models import Campaign, HourlyStat, User, Workspace, utcnow
 from models.campaigns import STATUSES
 from services import pulse
+from services.diagnostics import core_status
 
 ACTIVE = ("Sending", "Paused")          # dispatch in progress: the ring and "active" tile
 COMPLETED = ("Done",)
@@ -114,8 +115,6 @@ def live_pulse(workspace_ids=None, include_core=True):
            "delivery_rate": round(100.0 * minute["delivered"] / final, 1) if final else None,
            "at": utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")}
     if include_core:
-        from services.diagnostics import core_status
-
         core = core_status()
         out["core"] = {"ok": core["ok"], "status": core["status"], "latency_ms": core["latency_ms"],
                        "schema_match": core["schema_match"]}

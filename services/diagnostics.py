@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import shutil
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +26,13 @@ from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 
+import audit
 from extensions import db, redis_connection
+from gateway import SCHEMA_VERSION, CoreError
+from models import Campaign, Upload
 from models.states import Mode
+from services import core_probe
+from services.dispatch import local_now
 from services.queues import QUEUES, get_queue
 
 log = logging.getLogger("mc.diagnostics")
@@ -45,38 +49,19 @@ def _item(item, status, reason):
 
 def worst(items):
     order = {"pass": 0, "warn": 1, "fail": 2}
-    return max((i["status"] for i in items), key=order.get, default="pass")
+    return max((i["status"] for i in items), key=lambda status: order[status], default="pass")
 
 
 # --- the Core -------------------------------------------------------------------------------
 
-_probe: dict[str, Any] = {"key": None, "client": None}
-_probe_lock = threading.Lock()
-
-
-def _probe_client():
-    """A CoreClient with short timeouts for health probes (one per process and settings)."""
-    from gateway import CoreClient, client_settings
-
-    settings = dict(client_settings(current_app.config), connect_timeout=2.0,
-                    read_timeout=float(current_app.config["CORE_PROBE_TIMEOUT"]))
-    key = (os.getpid(), tuple(sorted(settings.items())))
-    with _probe_lock:
-        if _probe["key"] != key:
-            _probe["client"], _probe["key"] = CoreClient(**settings), key
-        return _probe["client"]
-
-
 def probe_core():
     """Call GET /v1/health now: {ok, status, latency_ms, schema_core, schema_ours, schema_match, error}."""
-    from gateway import SCHEMA_VERSION, CoreError
-
     started = time.monotonic()
     out = {"ok": False, "status": "unreachable", "latency_ms": None, "schema_core": None,
            "schema_ours": SCHEMA_VERSION, "schema_match": None, "error": None,
            "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
-        health = _probe_client().health()
+        health = core_probe.probe_client().health()
     except (CoreError, OSError, ValueError) as exc:
         out["error"] = str(exc)[:300]
     else:
@@ -130,8 +115,6 @@ def schema_status():
 # --- audit store ----------------------------------------------------------------------------
 
 def audit_status():
-    import audit
-
     cfg = current_app.config
     try:
         store = audit.get_store()
@@ -171,7 +154,7 @@ def worker_status():
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "workers": [], "uncovered": list(QUEUES), "error": f"Redis: {exc}"[:300]}
     now = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for w in workers:
         beat = w.last_heartbeat
         if beat is not None and beat.tzinfo is None:
@@ -276,8 +259,6 @@ def preflight_required(campaign):
 
 
 def large_campaigns(workspace_id=None, limit=10):
-    from models import Campaign
-
     stmt = select(Campaign).where(Campaign.status.in_(ACTIVE_STATUSES), Campaign.archived_at.is_(None),
                                   Campaign.recipients_count >= preflight_threshold())
     if workspace_id is not None:
@@ -296,16 +277,12 @@ def _window_minutes(campaign):
 
 def _core_tps():
     """Sum of the Core channels' TPS limits (None when unknown)."""
-    from services.metrics import _core_metrics
-
-    payload = _core_metrics(current_app)
+    payload = core_probe.core_metrics(current_app)
     limits = [float(c.get("tps_limit") or 0) for c in (payload or {}).get("channels") or [] if c.get("up", True)]
     return sum(limits) or None
 
 
 def _file_bytes(campaign):
-    from models import Upload
-
     size = db.session.scalar(select(func.coalesce(func.sum(Upload.bytes_total), 0))
                              .where(Upload.campaign_id == campaign.id)) or 0
     return int(size) or int(campaign.recipients_count or 0) * 16  # ~16 bytes per line when no file is known
@@ -326,8 +303,6 @@ def _finish_check(campaign, tps, today=None):
     limit = campaign.daily_limit or None
     per_day = min(x for x in (per_day_rate, limit, float("inf")) if x)
     if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
-        from services.dispatch import local_now
-
         today = today or local_now(campaign.workspace).date()
         first = max(campaign.spread_first_day, today)
         days = (campaign.spread_last_day - first).days + 1

@@ -24,14 +24,17 @@ down (services/core_outage.py).
 import logging
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from extensions import db
-from gateway import CoreBadResponse, CoreRejected, CoreThrottled, CoreUnavailable, get_client
+from extensions import affected_rows, db, dialect_insert
+from gateway import CoreBadResponse, CoreError, CoreRejected, CoreThrottled, CoreUnavailable, get_client
 from models import (
     Campaign,
     DailySent,
@@ -43,6 +46,7 @@ from models import (
     PendingReport,
     Recipient,
     SystemState,
+    Workspace,
     utcnow,
 )
 from models.base import UTCDateTime
@@ -51,6 +55,7 @@ from models.states import Mode
 from models.states import Moderation as M
 from services import campaigns as lifecycle
 from services import core_outage, pulse, segments, smpp_codes
+from services.errors import DomainError
 
 log = logging.getLogger("mc.dispatch")
 
@@ -59,29 +64,29 @@ EVENTS_CURSOR = "core.events.cursor"
 
 # --- allowance -----------------------------------------------------------------------------
 
-def local_now(workspace, now=None):
+def local_now(workspace: Workspace, now: datetime | None = None) -> datetime:
     return (now or utcnow()).astimezone(ZoneInfo(workspace.timezone))
 
 
-def window_open(workspace, now=None):
+def window_open(workspace: Workspace, now: datetime | None = None) -> bool:
     """Is `now` inside the workspace's daily sending window (its time zone)?"""
     if workspace.window_start == "00:00" and workspace.window_end == "24:00":
         return True
     clock = local_now(workspace, now).strftime("%H:%M")
     end = "24:00" if workspace.window_end == "24:00" else workspace.window_end
-    return workspace.window_start <= clock < end
+    return bool(workspace.window_start <= clock < end)
 
 
-def respects_window(campaign):
+def respects_window(campaign: Campaign) -> bool:
     return not (campaign.mode == Mode.TRIGGER and campaign.ignore_daily_window)
 
 
-def sent_today(campaign, day):
+def sent_today(campaign: Campaign, day: date) -> int:
     return db.session.scalar(select(DailySent.sent).where(DailySent.campaign_id == campaign.id,
                                                          DailySent.day == day)) or 0
 
 
-def allowance(campaign, now=None, wanted=None):
+def allowance(campaign: Campaign, now: datetime | None = None, wanted: int | None = None) -> int:
     """How many messages this campaign may hand to the Core right now (0 = none)."""
     wanted = wanted if wanted is not None else batch_size()
     if campaign.status != S.SENDING or campaign.moderation != M.APPROVED or campaign.archived_at:
@@ -91,31 +96,27 @@ def allowance(campaign, now=None, wanted=None):
         return 0
     if campaign.daily_limit:
         left = campaign.daily_limit - sent_today(campaign, local_now(workspace, now).date())
-        return max(0, min(wanted, left))
+        return max(0, min(wanted, int(left)))
     return wanted
 
 
-def batch_size():
+def batch_size() -> int:
     return int(current_app.config["DISPATCH_BATCH_SIZE"])
 
 
-def lease():
+def lease() -> timedelta:
     """How long a claimer owns a batch before another worker may replay it (it may have died)."""
     return timedelta(seconds=int(current_app.config["DISPATCH_LEASE_SECONDS"]))
 
 
 # --- claiming ------------------------------------------------------------------------------
 
-def _insert(model):
+def _insert(model: Any) -> postgresql.Insert | sqlite.Insert:
     """INSERT with the dialect's ON CONFLICT support (PostgreSQL or SQLite)."""
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model)
+    return dialect_insert(model)
 
 
-def _upsert(model, keys, increments):
+def _upsert(model: Any, keys: dict[str, Any], increments: dict[str, int]) -> Any:
     stmt = _insert(model).values(**keys, **increments)
     table = model.__table__
     return stmt.on_conflict_do_update(
@@ -123,13 +124,13 @@ def _upsert(model, keys, increments):
         set_={name: getattr(table.c, name) + getattr(stmt.excluded, name) for name in increments})
 
 
-def skip_stop_listed(campaign_id):
+def skip_stop_listed(campaign_id: int) -> int:
     """Numbers put on the stop-list after the build never go out: mark them before claiming."""
-    campaign = db.session.get(Campaign, campaign_id)
-    n = db.session.execute(text(
+    campaign = db.session.get_one(Campaign, campaign_id)
+    n = affected_rows(db.session.execute(text(
         "UPDATE recipients SET state = 'stop_listed' WHERE campaign_id = :c AND state = 'queued' "
         "AND number IN (SELECT number FROM stop_list WHERE workspace_id = :w)"),
-        {"c": campaign_id, "w": campaign.workspace_id}).rowcount
+        {"c": campaign_id, "w": campaign.workspace_id}))
     if n:
         db.session.execute(update(Campaign).where(Campaign.id == campaign_id)
                            .values(queued_count=Campaign.queued_count - n))
@@ -137,7 +138,7 @@ def skip_stop_listed(campaign_id):
     return n
 
 
-def _lock_campaign(campaign_id):
+def _lock_campaign(campaign_id: int | None) -> None:
     """Lock order, on PostgreSQL, for every dispatch transaction that writes: the campaign row first,
     then batches, recipients, daily/hourly counters and the dispatch state — two workers then wait
     for each other instead of deadlocking. (SQLite has one writer at a time.)"""
@@ -145,14 +146,14 @@ def _lock_campaign(campaign_id):
         db.session.execute(text("SELECT id FROM campaigns WHERE id = :c FOR UPDATE"), {"c": campaign_id})
 
 
-def claim_batch(campaign_id, now=None):
+def claim_batch(campaign_id: int, now: datetime | None = None) -> int | None:
     """Claim up to one batch of queued recipients for this campaign; returns the batch id or None."""
     now = now or utcnow()
     postgres = db.engine.dialect.name == "postgresql"
     lock = " FOR UPDATE" if postgres else ""
     # Serialise claims per campaign so the daily limit cannot be overshot by parallel workers.
     row = db.session.execute(text(f"SELECT id FROM campaigns WHERE id = :c{lock}"), {"c": campaign_id}).first()
-    campaign = db.session.get(Campaign, campaign_id)
+    campaign = db.session.get_one(Campaign, campaign_id)
     db.session.refresh(campaign)
     size = allowance(campaign, now) if row else 0
     if size <= 0:
@@ -171,11 +172,11 @@ def claim_batch(campaign_id, now=None):
     skip = " FOR UPDATE SKIP LOCKED" if postgres else ""
     # A message the Core refused transiently waits for its own resubmission time (retry_at).
     params["now"] = now
-    claimed = db.session.execute(text(
+    claimed = affected_rows(db.session.execute(text(
         f"UPDATE recipients SET state = 'claimed', batch_id = :b WHERE id IN ("
         f"SELECT id FROM recipients WHERE campaign_id = :c AND state = 'queued'{spread} "
         f"AND (retry_at IS NULL OR retry_at <= :now) "
-        f"ORDER BY id LIMIT :n{skip})").bindparams(bindparam("now", type_=UTCDateTime())), params).rowcount
+        f"ORDER BY id LIMIT :n{skip})").bindparams(bindparam("now", type_=UTCDateTime())), params))
     if not claimed:
         db.session.rollback()
         return None
@@ -183,21 +184,21 @@ def claim_batch(campaign_id, now=None):
     db.session.execute(_upsert(DailySent, {"campaign_id": campaign_id,
                                            "day": local_now(campaign.workspace, now).date()}, {"sent": claimed}))
     db.session.commit()
-    return batch.id
+    return int(batch.id)
 
 
-def take_lease(batch_id, now=None):
+def take_lease(batch_id: int, now: datetime | None = None) -> bool:
     """Become the one worker (re)submitting this batch until the lease runs out. While leased a
     batch has no last_error: one that has is waiting out a back-off (see release_after_outage)."""
     now = now or utcnow()
-    got = db.session.execute(update(DispatchBatch).where(
+    got = affected_rows(db.session.execute(update(DispatchBatch).where(
         DispatchBatch.id == batch_id, DispatchBatch.state == "claimed", DispatchBatch.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease(), attempts=DispatchBatch.attempts + 1, last_error=None)).rowcount
+        .values(next_attempt_at=now + lease(), attempts=DispatchBatch.attempts + 1, last_error=None)))
     db.session.commit()
     return bool(got)
 
 
-def due_batches(campaign_id, now=None):
+def due_batches(campaign_id: int, now: datetime | None = None) -> list[int]:
     now = now or utcnow()
     return list(db.session.scalars(select(DispatchBatch.id).where(
         DispatchBatch.campaign_id == campaign_id, DispatchBatch.state == "claimed",
@@ -206,7 +207,7 @@ def due_batches(campaign_id, now=None):
 
 # --- submitting ----------------------------------------------------------------------------
 
-def build_messages(campaign, recipients):
+def build_messages(campaign: Campaign, recipients: Iterable[Recipient]) -> list[dict[str, Any]]:
     revision = campaign.sender_revision
     saddr = campaign.saddr or (revision.saddr if revision else "")
     ston = campaign.ston if campaign.ston is not None else (revision.ton if revision else 5)
@@ -219,11 +220,11 @@ def build_messages(campaign, recipients):
             for r in recipients]
 
 
-def submit_batch(batch_id):
+def submit_batch(batch_id: int) -> str:
     """Submit (or replay) a claimed batch and apply the Core's answer.
     Returns 'submitted', 'backoff' (some messages refused transiently), 'retry' or 'refused'."""
-    batch = db.session.get(DispatchBatch, batch_id)
-    campaign = db.session.get(Campaign, batch.campaign_id)
+    batch = db.session.get_one(DispatchBatch, batch_id)
+    campaign = db.session.get_one(Campaign, batch.campaign_id)
     # (campaign_id, state) is indexed; the few claimed rows of a campaign are then filtered by batch.
     recipients = list(db.session.scalars(select(Recipient).where(
         Recipient.campaign_id == batch.campaign_id, Recipient.state == "claimed",
@@ -252,7 +253,7 @@ def submit_batch(batch_id):
     return apply_results(batch_id, answer["results"])
 
 
-def _retry_later(batch_id, exc, code, reason, retry_after=None):
+def _retry_later(batch_id: int, exc: CoreError, code: str, reason: str, retry_after: float | None = None) -> str:
     """Transient trouble with the whole batch: keep the claim (same idempotency key) and back off."""
     now = utcnow()
     db.session.rollback()
@@ -271,24 +272,24 @@ def _retry_later(batch_id, exc, code, reason, retry_after=None):
     return "retry"
 
 
-def refuse_batch(batch_id, exc):
+def refuse_batch(batch_id: int, exc: CoreError) -> str:
     """A batch-level 4xx: resending the same request will not help. The batch is dropped (its
     recipients go back to the queue — the Core sent none of them), a Job error says why, and after
     DISPATCH_MAX_REFUSALS refusals in a row the campaign is Failed with its failure_reason."""
     now = utcnow()
     db.session.rollback()
-    batch = db.session.get(DispatchBatch, batch_id)
+    batch = db.session.get_one(DispatchBatch, batch_id)
     _lock_campaign(batch.campaign_id)
-    refused = db.session.execute(update(DispatchBatch).where(
+    refused = affected_rows(db.session.execute(update(DispatchBatch).where(
         DispatchBatch.id == batch_id, DispatchBatch.state == "claimed")
-        .values(state="refused", last_error=str(exc)[:300])).rowcount
+        .values(state="refused", last_error=str(exc)[:300])))
     if not refused:
         db.session.rollback()
         return "refused"
-    campaign = db.session.get(Campaign, batch.campaign_id)
-    released = db.session.execute(text(
+    campaign = db.session.get_one(Campaign, batch.campaign_id)
+    released = affected_rows(db.session.execute(text(
         "UPDATE recipients SET state = 'queued', batch_id = NULL "
-        "WHERE campaign_id = :c AND batch_id = :b AND state = 'claimed'"), {"c": campaign.id, "b": batch_id}).rowcount
+        "WHERE campaign_id = :c AND batch_id = :b AND state = 'claimed'"), {"c": campaign.id, "b": batch_id}))
     if released:
         db.session.execute(_upsert(DailySent, {"campaign_id": campaign.id,
                                                "day": local_now(campaign.workspace, now).date()}, {"sent": -released}))
@@ -308,14 +309,14 @@ def refuse_batch(batch_id, exc):
         try:
             lifecycle.apply(campaign, "fail", values={"failure_reason": reason[:300]}, note=reason[:300])
             log.error("[dispatch-failed] campaign %s: %s", campaign.id, reason)
-        except lifecycle.DomainError:
+        except DomainError:
             db.session.rollback()  # paused, cancelled or failed meanwhile
     return "refused"
 
 
 # --- back-off, breaker and give-up (per campaign, shared by every worker) ----------------------
 
-def _locked_state(campaign_id, now):
+def _locked_state(campaign_id: int | None, now: datetime) -> DispatchState:
     """The campaign's DispatchState, created on first use and locked for this transaction."""
     db.session.execute(_insert(DispatchState).values(
         campaign_id=campaign_id, backoff_step=0, refusals=0, rejection_streak=0, updated_at=now)
@@ -326,17 +327,17 @@ def _locked_state(campaign_id, now):
     return db.session.scalars(query.execution_options(populate_existing=True)).one()
 
 
-def backoff_delay(step, retry_after=None):
+def backoff_delay(step: int, retry_after: float | None = None) -> float:
     """Exponential back-off with "equal jitter": half of base·2^step fixed, half random; capped at
     DISPATCH_BACKOFF_MAX_SECONDS; never shorter than the Core's Retry-After."""
     config = current_app.config
-    ceiling = min(float(config["DISPATCH_BACKOFF_MAX_SECONDS"]),
+    ceiling: float = min(float(config["DISPATCH_BACKOFF_MAX_SECONDS"]),
                   float(config["DISPATCH_BACKOFF_BASE_SECONDS"]) * 2 ** min(step, 30))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     return max(delay, float(retry_after or 0))
 
 
-def _back_off(state, code, reason, now, retry_after=None):
+def _back_off(state: DispatchState, code: str, reason: str, now: datetime, retry_after: float | None = None) -> float:
     delay = backoff_delay(state.backoff_step, retry_after)
     state.backoff_step = min(state.backoff_step + 1, 30)
     state.backoff_until = now + timedelta(seconds=delay)
@@ -345,7 +346,7 @@ def _back_off(state, code, reason, now, retry_after=None):
     return delay
 
 
-def _given_up(state, now):
+def _given_up(state: DispatchState, now: datetime) -> str | None:
     """The pause reason when transient trouble has lasted DISPATCH_GIVE_UP_MINUTES, else None."""
     minutes = float(current_app.config["DISPATCH_GIVE_UP_MINUTES"])
     if state.trouble_since is None or now - state.trouble_since < timedelta(minutes=minutes):
@@ -354,20 +355,20 @@ def _given_up(state, now):
             f"(since {state.trouble_since:%Y-%m-%d %H:%M} UTC)")[:300]
 
 
-def _recovered(state):
+def _recovered(state: DispatchState) -> None:
     state.backoff_step, state.backoff_until = 0, None
     state.trouble_since = state.trouble_code = state.trouble = None
 
 
-def system_pause(campaign_id, reason):
+def system_pause(campaign_id: int | None, reason: str) -> bool:
     """The system pauses a Sending campaign with a reason the operator reads; Resume continues."""
-    campaign = db.session.get(Campaign, campaign_id)
+    campaign = db.session.get_one(Campaign, campaign_id)
     db.session.refresh(campaign)
     if campaign.status != S.SENDING:
         return False
     try:
         lifecycle.apply(campaign, "system_pause", values={"pause_reason": reason[:300]}, note=reason[:300])
-    except lifecycle.DomainError:
+    except DomainError:
         db.session.rollback()  # paused, cancelled or finished meanwhile
         return False
     now = utcnow()
@@ -379,7 +380,7 @@ def system_pause(campaign_id, reason):
     return True
 
 
-def core_answered(now=None):
+def core_answered(now: datetime | None = None) -> bool:
     """A Core call succeeded: end a recorded outage, and release the campaigns that were only
     waiting for the Core (their back-off, and the claims waiting to be replayed) at once."""
     if not core_outage.mark_up(now):
@@ -402,14 +403,14 @@ def core_answered(now=None):
     return True
 
 
-def held_back(campaign_id, now=None):
+def held_back(campaign_id: int, now: datetime | None = None) -> bool:
     """No new claims for this campaign now: it is backing off, or the Core is known down."""
     now = now or utcnow()
     until = db.session.scalar(select(DispatchState.backoff_until).where(DispatchState.campaign_id == campaign_id))
     return bool(until and until > now) or core_outage.current() is not None
 
 
-def notice(campaign, now=None):
+def notice(campaign: Campaign, now: datetime | None = None) -> dict[str, Any] | None:
     """What the campaign page's banner says about dispatch trouble, or None:
     {"kind": "system_paused" | "core_down" | "backing_off" | "failed", "since", "reason", "until"}."""
     now = now or utcnow()
@@ -430,20 +431,22 @@ def notice(campaign, now=None):
     return None
 
 
-def apply_results(batch_id, results):
+def apply_results(batch_id: int, results: list[dict[str, Any]]) -> str:
     """Apply per-message accept/reject once (a replayed answer finds the batch already submitted).
     Returns 'submitted', or 'backoff' when some messages were refused transiently."""
     now = utcnow()
     _lock_campaign(db.session.scalar(select(DispatchBatch.campaign_id).where(DispatchBatch.id == batch_id)))
-    done = db.session.execute(update(DispatchBatch).where(DispatchBatch.id == batch_id,
+    done = affected_rows(db.session.execute(update(DispatchBatch).where(DispatchBatch.id == batch_id,
                                                           DispatchBatch.state == "claimed")
-                              .values(state="submitted", submitted_at=now)).rowcount
+                              .values(state="submitted", submitted_at=now)))
     if not done:
         db.session.rollback()
         return "submitted"
-    batch = db.session.get(DispatchBatch, batch_id)
-    campaign = db.session.get(Campaign, batch.campaign_id)
-    accepted, rejected, retry = [], [], []
+    batch = db.session.get_one(DispatchBatch, batch_id)
+    campaign = db.session.get_one(Campaign, batch.campaign_id)
+    accepted: list[dict[str, Any]] = []
+    rejected: list[tuple[int, Any]] = []
+    retry: list[tuple[int, Any]] = []
     for result in results:
         rid = int(result["id"])
         if result["accepted"]:
@@ -458,7 +461,7 @@ def apply_results(batch_id, results):
                            .bindparams(bindparam("t", type_=UTCDateTime())),
                            [dict(a, t=now) for a in accepted])
     if rejected:
-        numbers: dict = dict(db.session.execute(select(Recipient.id, Recipient.number).where(
+        numbers: dict[int, str] = dict(db.session.execute(select(Recipient.id, Recipient.number).where(
             Recipient.id.in_([r for r, _ in rejected]))).all())
         db.session.execute(text("UPDATE recipients SET state = 'failed', smpp_status = :s WHERE id = :rid "
                                 "AND batch_id = :b AND state = 'claimed'"),
@@ -478,17 +481,18 @@ def apply_results(batch_id, results):
     pulse.record(campaign.workspace_id, sent=n_ok, failed=n_bad)
     if accepted:
         apply_pending_reports([a["rid"] for a in accepted])  # reports that overtook this answer
-    if breaker or give_up:
-        system_pause(campaign.id, breaker or give_up)
+    pause_reason = breaker or give_up
+    if pause_reason:
+        system_pause(campaign.id, pause_reason)
     return "backoff" if retry else "submitted"
 
 
-def _requeue_transient(campaign, batch_id, retry, now):
+def _requeue_transient(campaign: Campaign, batch_id: int, retry: list[tuple[int, Any]], now: datetime) -> None:
     """Messages refused transiently go back to the queue, each not before its own resubmission
     time (DISPATCH_RESUBMIT_SECONDS × 4^attempts, capped): bounded submissions per recipient."""
     base = float(current_app.config["DISPATCH_RESUBMIT_SECONDS"])
     cap = max(base, float(current_app.config["DISPATCH_BACKOFF_MAX_SECONDS"]))
-    attempts: dict = dict(db.session.execute(select(Recipient.id, Recipient.attempts).where(
+    attempts: dict[int, int] = dict(db.session.execute(select(Recipient.id, Recipient.attempts).where(
         Recipient.id.in_([r for r, _ in retry]))).all())
     table = Recipient.__table__
     db.session.execute(
@@ -501,7 +505,8 @@ def _requeue_transient(campaign, batch_id, retry, now):
                                            "day": local_now(campaign.workspace, now).date()}, {"sent": -len(retry)}))
 
 
-def _judge_answer(campaign_id, results, n_ok, retry, now):
+def _judge_answer(campaign_id: int, results: list[dict[str, Any]], n_ok: int, retry: list[tuple[int, Any]],
+                  now: datetime) -> tuple[str | None, str | None]:
     """Update the campaign's breaker and back-off from one batch answer (in this transaction).
     Returns (breaker pause reason or None, give-up pause reason or None)."""
     state = _locked_state(campaign_id, now)
@@ -536,12 +541,12 @@ def _judge_answer(campaign_id, results, n_ok, retry, now):
     return breaker, give_up
 
 
-def _meaning(code):
+def _meaning(code: object) -> str:
     status = smpp_codes.describe(code)
     return f"{status.name}: {status.meaning}"[:200]
 
 
-def _count_hour(campaign, when, sent=0, delivered=0, failed=0):
+def _count_hour(campaign: Campaign, when: datetime, sent: int = 0, delivered: int = 0, failed: int = 0) -> None:
     if not (sent or delivered or failed):
         return
     hour = when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -552,7 +557,7 @@ def _count_hour(campaign, when, sent=0, delivered=0, failed=0):
 
 # --- one campaign's turn ----------------------------------------------------------------------
 
-def dispatch_campaign(campaign_id, time_budget=None):
+def dispatch_campaign(campaign_id: int, time_budget: float | None = None) -> int:
     """Replay due claims, then claim and submit batches while the allowance lasts (bounded in time)."""
     budget = time_budget if time_budget is not None else float(current_app.config["DISPATCH_TIME_BUDGET"])
     deadline = utcnow() + timedelta(seconds=budget)
@@ -562,10 +567,10 @@ def dispatch_campaign(campaign_id, time_budget=None):
         if take_lease(batch_id) and submit_batch(batch_id) != "submitted":
             return submitted  # the Core is struggling: leave the rest for the next tick
     while utcnow() < deadline and not held_back(campaign_id):
-        batch_id = claim_batch(campaign_id)
-        if batch_id is None:
+        claimed = claim_batch(campaign_id)
+        if claimed is None:
             break
-        outcome = submit_batch(batch_id)
+        outcome = submit_batch(claimed)
         if outcome != "submitted":
             break  # back-off, outage or refusal: the campaign's state says when to try again
         submitted += 1
@@ -573,8 +578,8 @@ def dispatch_campaign(campaign_id, time_budget=None):
     return submitted
 
 
-def finish_if_complete(campaign_id):
-    campaign = db.session.get(Campaign, campaign_id)
+def finish_if_complete(campaign_id: int) -> bool:
+    campaign = db.session.get_one(Campaign, campaign_id)
     db.session.refresh(campaign)
     if campaign.status != S.SENDING or campaign.mode == Mode.TRIGGER:
         return False
@@ -588,7 +593,7 @@ def finish_if_complete(campaign_id):
 
 # --- the periodic tick ---------------------------------------------------------------------
 
-def start_due_campaigns(now=None):
+def start_due_campaigns(now: datetime | None = None) -> list[int]:
     """OnTime at start_at, Spread on its first day: approved, auto-start campaigns waiting in Pending."""
     now = now or utcnow()
     started = []
@@ -603,12 +608,12 @@ def start_due_campaigns(now=None):
             try:
                 lifecycle.apply(campaign, "start")
                 started.append(campaign.id)
-            except lifecycle.DomainError:
+            except DomainError:
                 db.session.rollback()  # someone else started/cancelled it first
     return started
 
 
-def expire_overdue(now=None):
+def expire_overdue(now: datetime | None = None) -> list[int]:
     """Spread campaigns whose window has ended with recipients left are Expired."""
     now = now or utcnow()
     expired = []
@@ -619,12 +624,12 @@ def expire_overdue(now=None):
             try:
                 lifecycle.apply(campaign, "expire")
                 expired.append(campaign.id)
-            except lifecycle.DomainError:
+            except DomainError:
                 db.session.rollback()
     return expired
 
 
-def campaigns_with_work(now=None):
+def campaigns_with_work(now: datetime | None = None) -> list[int]:
     """Sending campaigns with something to hand to the Core now: claims due for a replay, or queued
     recipients — unless the campaign is backing off or the Core is known down."""
     now = now or utcnow()
@@ -638,7 +643,7 @@ def campaigns_with_work(now=None):
         Campaign.status == S.SENDING, Campaign.archived_at.is_(None), work)))
 
 
-def finish_completed():
+def finish_completed() -> list[int]:
     """Sending campaigns whose every recipient is final are Done (Trigger campaigns end by hand)."""
     ids = db.session.scalars(select(Campaign.id).where(
         Campaign.status == S.SENDING, Campaign.mode != Mode.TRIGGER, Campaign.queued_count <= 0,
@@ -651,7 +656,7 @@ def finish_completed():
 FINAL = {"DELIVRD": "delivered", "UNDELIV": "failed", "EXPIRED": "failed", "REJECTD": "failed"}
 
 
-def poll_delivery_reports(limit=1000, max_pages=20):
+def poll_delivery_reports(limit: int = 1000, max_pages: int = 20) -> int:
     """Read Core events from the persisted cursor, keep them, and apply every kept report whose
     message is `sent`; returns the number applied. A Core outage is recorded (one `[core-down]`
     line), not raised: the next poll simply tries again."""
@@ -680,20 +685,20 @@ def poll_delivery_reports(limit=1000, max_pages=20):
     return applied
 
 
-def keep_events(events, next_cursor, expected_cursor):
+def keep_events(events: list[dict[str, Any]], next_cursor: str | None, expected_cursor: str | None) -> int:
     """Store one page of final reports and move the cursor in the same transaction (idempotent:
     a page another poller stored already changes nothing). Returns how many reports were kept."""
     now = utcnow()
-    moved = db.session.execute(update(SystemState).where(
+    moved = affected_rows(db.session.execute(update(SystemState).where(
         SystemState.key == EVENTS_CURSOR, SystemState.value == (expected_cursor or ""))
-        .values(value=next_cursor or "", updated_at=now)).rowcount
+        .values(value=next_cursor or "", updated_at=now)))
     if not moved:
         if db.session.get(SystemState, EVENTS_CURSOR) is not None:
             db.session.rollback()
             return 0  # another poller stored this page
         db.session.add(SystemState(key=EVENTS_CURSOR, value=next_cursor or "", updated_at=now))
         db.session.flush()
-    rows: dict = {}
+    rows: dict[int, dict[str, Any]] = {}
     for event in events:
         if event.get("status") in FINAL and str(event.get("id", "")).isdigit():
             rows.setdefault(int(event["id"]), {
@@ -707,7 +712,7 @@ def keep_events(events, next_cursor, expected_cursor):
     return len(rows)
 
 
-def apply_events(events, next_cursor, expected_cursor):
+def apply_events(events: list[dict[str, Any]], next_cursor: str | None, expected_cursor: str | None) -> int:
     """Keep one page of events and apply what can be applied now; returns the number applied."""
     keep_events(events, next_cursor, expected_cursor)
     return apply_pending_reports([int(e["id"]) for e in events if str(e.get("id", "")).isdigit()])
@@ -723,7 +728,7 @@ _APPLY_REPORTS = text(
 ).bindparams(bindparam("ids", expanding=True))
 
 
-def apply_pending_reports(recipient_ids=None, chunk=5000):
+def apply_pending_reports(recipient_ids: Iterable[int] | None = None, chunk: int = 5000) -> int:
     """Apply kept reports whose message is `sent` (all of them, or those of `recipient_ids`).
     Exactly once: the conditional UPDATE (`state = 'sent'`) returns only the rows it changed — a
     concurrent applier waits for the row lock and then finds the row final — and the counters
@@ -750,15 +755,15 @@ def apply_pending_reports(recipient_ids=None, chunk=5000):
     return applied
 
 
-def _apply_reports(pending):
+def _apply_reports(pending: dict[int, tuple[str, str | None]]) -> int:
     now = utcnow()
     if db.engine.dialect.name == "postgresql":  # rows locked in id order: concurrent appliers queue, never deadlock
         db.session.execute(text("SELECT id FROM recipients WHERE id IN :ids AND state = 'sent' ORDER BY id FOR UPDATE")
                            .bindparams(bindparam("ids", expanding=True)), {"ids": list(pending)})
     changed = db.session.execute(_APPLY_REPORTS, {"ids": list(pending)}).all()
     db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(list(pending))))
-    per_campaign: dict = {}
-    errors: list = []
+    per_campaign: dict[int, dict[str, int]] = {}
+    errors: list[MessageError] = []
     for rid, campaign_id, number, state in changed:
         stats = per_campaign.setdefault(campaign_id, {"delivered": 0, "failed": 0})
         stats[state] += 1
@@ -774,10 +779,11 @@ def _apply_reports(pending):
             delivered_count=Campaign.delivered_count + stats["delivered"],
             failed_count=Campaign.failed_count + stats["failed"],
             inflight_count=Campaign.inflight_count - done))
-        _count_hour(db.session.get(Campaign, campaign_id), now, delivered=stats["delivered"], failed=stats["failed"])
+        _count_hour(db.session.get_one(Campaign, campaign_id), now, delivered=stats["delivered"],
+                    failed=stats["failed"])
     db.session.commit()
     for campaign_id, stats in per_campaign.items():
-        pulse.record(db.session.get(Campaign, campaign_id).workspace_id, delivered=stats["delivered"],
+        pulse.record(db.session.get_one(Campaign, campaign_id).workspace_id, delivered=stats["delivered"],
                      failed=stats["failed"])
         finish_if_complete(campaign_id)
     return len(changed)
@@ -786,7 +792,7 @@ def _apply_reports(pending):
 REPORTS_KEPT = timedelta(days=7)  # as long as the Core keeps an idempotency key: no replay can come later
 
 
-def drop_stale_reports(now=None):
+def drop_stale_reports(now: datetime | None = None) -> int:
     """Drop kept reports that can never apply: a repeated report (at-least-once feed) of a message
     already final, one of a recipient that no longer exists (campaign deleted), or one older than
     REPORTS_KEPT (its batch was never replayed: the campaign was cancelled with the claim open)."""
@@ -794,12 +800,12 @@ def drop_stale_reports(now=None):
     stale = select(PendingReport.recipient_id).outerjoin(Recipient, Recipient.id == PendingReport.recipient_id).where(
         Recipient.id.is_(None) | Recipient.state.in_(("delivered", "failed", "stop_listed"))
         | (PendingReport.received_at < now - REPORTS_KEPT))
-    dropped = db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(stale))).rowcount
+    dropped = affected_rows(db.session.execute(delete(PendingReport).where(PendingReport.recipient_id.in_(stale))))
     db.session.commit()
     return dropped
 
 
-def _parse_time(value):
+def _parse_time(value: object) -> datetime | None:
     if not value:
         return None
     try:

@@ -14,12 +14,13 @@ import os
 import re
 import uuid
 from datetime import timedelta
+from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import select, update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import Campaign, Recipient, User, utcnow
 from models.exports import Export
 from services import campaigns as lifecycle
@@ -231,8 +232,9 @@ def _chunks(campaign_id, after_chunk):
         compiled = stmt.compile(dialect=db.engine.dialect)
         # The DBAPI cursor itself: on PostgreSQL a named (server-side) cursor in binary mode, read
         # YIELD_PER rows per round trip; SQLAlchemy Row objects would cost more than the query.
-        raw = db.session.connection().connection.dbapi_connection
-        params = compiled.params if postgres else tuple(compiled.params[k] for k in compiled.positiontup)
+        # (the driver's own connection: psycopg's named cursors, sqlite3's; typed as the generic DBAPI)
+        raw = cast(Any, db.session.connection().connection.dbapi_connection)
+        params = compiled.params if postgres else tuple(compiled.params[k] for k in compiled.positiontup or ())
         cursor = raw.cursor(name=f"mc_export_{uuid.uuid4().hex[:12]}", binary=True) if postgres else raw.cursor()
         rows = 0
         try:
@@ -286,9 +288,9 @@ def build(export_id, on_progress=None):
                 for n, s, c, a, d in partition]))
             written += len(partition)
     os.replace(part, final)
-    done = db.session.execute(update(Export).where(Export.id == export_id, Export.state == "running")
+    done = affected_rows(db.session.execute(update(Export).where(Export.id == export_id, Export.state == "running")
                               .values(state="done", rows=written, path=final, finished_at=utcnow())
-                              .execution_options(synchronize_session=False)).rowcount
+                              .execution_options(synchronize_session=False)))
     db.session.commit()
     db.session.refresh(export)
     if not done:  # expired (or removed) while it was being built: leave no file behind

@@ -98,7 +98,7 @@ def due_campaign_ids(workspace_id, retention_days, now=None):
 def anonymise_campaign(campaign_id, batch_size=None, deadline=None):
     """Rewrite one campaign's numbers in batches. Returns (rows rewritten, finished?)."""
     batch_size = batch_size or current_app.config["GDPR_BATCH_SIZE"]
-    campaign = db.session.get(Campaign, campaign_id)
+    campaign = db.session.get_one(Campaign, campaign_id)
     rewritten, after_id = 0, 0
     while True:
         rows = db.session.execute(db.select(Recipient.id, Recipient.number, Recipient.ctn_hash).where(

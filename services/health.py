@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+import audit
 from extensions import db, redis_connection
 
 log = logging.getLogger("mc.health")
@@ -30,8 +31,6 @@ def _check(name, fn, errors):
 
 def readiness():
     """{"database": "ok"|"down", "redis": …, "audit": …}."""
-    import audit
-
     def audit_store():
         if not audit.get_store().ping():
             raise AuditStoreDown("audit store unreachable (events go to the fallback file)")

@@ -10,7 +10,7 @@ from flask import current_app, url_for
 from sqlalchemy import update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import ROLES, Invitation, utcnow
 from services import accounts, members, secrets
 from services.errors import Conflict, DomainError, NotFound
@@ -78,8 +78,9 @@ def revoke(workspace, invitation_id):
     invitation = db.session.get(Invitation, invitation_id)
     if invitation is None or invitation.workspace_id != workspace.id:
         raise NotFound("This invitation does not exist in this workspace.")
-    done = db.session.execute(update(Invitation).where(Invitation.id == invitation.id, Invitation.state == "pending")
-                              .values(state="revoked", decided_at=utcnow())).rowcount
+    done = affected_rows(db.session.execute(
+        update(Invitation).where(Invitation.id == invitation.id, Invitation.state == "pending")
+        .values(state="revoked", decided_at=utcnow())))
     db.session.commit()
     if not done:
         raise Conflict(f"This invitation is already {invitation.state}; only pending invitations can be revoked.")
@@ -114,9 +115,9 @@ def accept(token, *, current_user=None, password=None, name=""):
                           f"create the account for {invitation.email}.", code="sign_out_required", status=409)
     else:
         user = accounts.create_user(invitation.email, password or "", name=name)
-    claimed = db.session.execute(update(Invitation).where(Invitation.id == invitation.id,
+    claimed = affected_rows(db.session.execute(update(Invitation).where(Invitation.id == invitation.id,
                                                           Invitation.state == "pending")
-                                 .values(state="accepted", decided_at=utcnow())).rowcount
+                                 .values(state="accepted", decided_at=utcnow())))
     if not claimed:
         db.session.rollback()
         raise Conflict("This invitation has just been used or revoked.")

@@ -2,7 +2,7 @@
 from sqlalchemy import update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import ROLES, JoinRequest, Workspace, utcnow
 from services import members
 from services.errors import Conflict, DomainError, NotFound
@@ -46,8 +46,9 @@ def _get(workspace, request_id):
 
 
 def _decide(join, decider, **values):
-    done = db.session.execute(update(JoinRequest).where(JoinRequest.id == join.id, JoinRequest.state == "pending")
-                              .values(decided_by_id=decider.id, decided_at=utcnow(), **values)).rowcount
+    done = affected_rows(db.session.execute(
+        update(JoinRequest).where(JoinRequest.id == join.id, JoinRequest.state == "pending")
+        .values(decided_by_id=decider.id, decided_at=utcnow(), **values)))
     if not done:
         db.session.rollback()
         db.session.refresh(join)

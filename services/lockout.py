@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import case, literal, or_, update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import Membership, User, utcnow
 from models.base import UTCDateTime
 from services import passwords
@@ -105,10 +105,10 @@ def failed(attempt, action, note):
     locked = False
     if attempt.number >= cfg["LOCKOUT_THRESHOLD"]:
         until = utcnow() + timedelta(seconds=cfg["LOCKOUT_SECONDS"])
-        locked = db.session.execute(
+        locked = affected_rows(db.session.execute(
             update(User).where(User.id == attempt.user_id, User.failed_logins >= cfg["LOCKOUT_THRESHOLD"],
                                User.locked_until.is_not(None))
-            .values(locked_until=until).execution_options(synchronize_session=False)).rowcount == 1
+            .values(locked_until=until).execution_options(synchronize_session=False))) == 1
         db.session.commit()
         if locked:
             record("auth.locked", attempt.user_id, attempt.email, object_type="user", object_id=attempt.user_id,
@@ -116,6 +116,11 @@ def failed(attempt, action, note):
             note += f"; account locked for {cfg['LOCKOUT_SECONDS']} s"
     record(action, attempt.user_id, attempt.email, note=note)
     return locked
+
+
+# What a failed re-check tells the user (password change, turning off the second factor).
+WRONG_CURRENT_PASSWORD = ("Your current password is not correct. After three wrong attempts the account is "
+                          "locked for a minute.")
 
 
 def verify_password_for(user_id, password, *, purpose):

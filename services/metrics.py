@@ -14,19 +14,23 @@ cached for a few seconds). A part that fails is skipped and counted in `mc_scrap
 """
 import logging
 import os
-import threading
-import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import func, select
 
+import audit
+import gateway  # noqa: F401  (the gateway registers the mc_core_* series when imported)
+from extensions import db
+from models import Campaign, Workspace
+from models.campaigns import STATUSES
+from services import core_probe
 from services.queues import QUEUES, get_queue
 
 log = logging.getLogger("mc.metrics")
 
 JOB_SECONDS = Histogram("mc_job_duration_seconds", "Duration of background jobs.", ["job", "queue"],
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
-CORE_METRICS_TTL = 5.0  # seconds the Core's /v1/metrics answer is reused between scrapes
 
 # Every metric family this module (or the gateway) exports; the Grafana test checks queries against it.
 EXPORTED = (
@@ -47,27 +51,6 @@ def observe_job(job, queue, seconds):
 def multiprocess_dir():
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")  # noqa: SIM112 (prometheus_client's legacy name)
 
-
-_core_cache = {"at": 0.0, "pid": None, "value": None}
-_core_lock = threading.Lock()
-
-
-def _core_metrics(app):
-    """The Core's /v1/metrics (or None when unreachable), reused for CORE_METRICS_TTL seconds."""
-    from gateway import CoreError
-    from services.diagnostics import _probe_client  # short timeouts: a slow Core never stalls a scrape
-
-    with _core_lock:
-        now = time.monotonic()
-        if _core_cache["pid"] == os.getpid() and now - _core_cache["at"] < CORE_METRICS_TTL:
-            return _core_cache["value"]
-        try:
-            value = _probe_client().metrics()
-        except (CoreError, OSError, ValueError) as exc:
-            log.info("core metrics unavailable for the scrape: %s", exc)
-            value = None
-        _core_cache.update(at=time.monotonic(), pid=os.getpid(), value=value)
-        return value
 
 
 class AggregateCollector:
@@ -92,12 +75,6 @@ class AggregateCollector:
         yield errors
 
     def _database(self):
-        from sqlalchemy import func, select
-
-        from extensions import db
-        from models import Campaign
-        from models.campaigns import STATUSES
-
         rows = db.session.execute(select(
             Campaign.status, func.count(Campaign.id), func.coalesce(func.sum(Campaign.sent_count), 0),
             func.coalesce(func.sum(Campaign.delivered_count), 0), func.coalesce(func.sum(Campaign.failed_count), 0),
@@ -118,11 +95,6 @@ class AggregateCollector:
     def _per_workspace(self):
         """The same figures per workspace (label `workspace` = slug): what a workspace admin's
         Monitoring tab shows (deploy/grafana/dashboards/mc-workspace.json)."""
-        from sqlalchemy import func, select
-
-        from extensions import db
-        from models import Campaign, Workspace
-
         rows = db.session.execute(select(
             Workspace.slug, Campaign.status, func.count(Campaign.id), func.coalesce(func.sum(Campaign.sent_count), 0),
             func.coalesce(func.sum(Campaign.delivered_count), 0), func.coalesce(func.sum(Campaign.failed_count), 0),
@@ -165,8 +137,6 @@ class AggregateCollector:
         return [depth, failed, started, workers]
 
     def _audit(self):
-        import audit
-
         store = audit.get_store()
         return [
             GaugeMetricFamily("mc_audit_fallback_bytes", "Size of the audit fallback file(s).",
@@ -178,7 +148,7 @@ class AggregateCollector:
         ]
 
     def _core(self):
-        payload = _core_metrics(self.app)
+        payload = core_probe.core_metrics(self.app)
         up = GaugeMetricFamily("mc_core_up", "1 when the Core answered GET /v1/metrics.", value=1 if payload else 0)
         if not payload:
             return [up]
@@ -213,8 +183,6 @@ class AggregateCollector:
 def render(app):
     """The Prometheus text exposition: process metrics (merged across processes in multiprocess
     mode) followed by the aggregates."""
-    import gateway  # noqa: F401  (registers the mc_core_* series in this process)
-
     if multiprocess_dir():
         from prometheus_client import multiprocess
 

@@ -5,6 +5,9 @@ author: `contributors` maps user id → what they did (services/contributors.py 
 proposer and submitter for sender revisions). Pages ask `may_decide` before offering a button;
 services call `ensure_may_decide`, which refuses with a message naming what the person did.
 """
+from collections.abc import Mapping
+
+from models import Membership, User, Workspace
 from services import permissions
 from services.contributors import PHRASES
 from services.errors import Forbidden
@@ -14,7 +17,8 @@ class FourEyes(Forbidden):
     code = "four_eyes"
 
 
-def ensure_may_decide(workspace, membership, user, contributors, what="item"):
+def ensure_may_decide(workspace: Workspace, membership: Membership | None, user: User,
+                      contributors: Mapping[int, str], what: str = "item") -> None:
     """Refuse unless the user may moderate here and (with four-eyes on) did not shape the item."""
     permissions.require("moderation.decide", membership, superadmin=user.is_superadmin)
     if workspace.four_eyes and user.id in contributors:

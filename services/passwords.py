@@ -84,6 +84,13 @@ def policy_errors(password, *, email=None, min_length=15):
     return errors
 
 
+def require_policy(password, *, email=None, min_length=15):
+    """Raise DomainError (`weak_password`) with every rule the password breaks."""
+    errors = policy_errors(password, email=email, min_length=min_length)
+    if errors:
+        raise DomainError(" ".join(errors), code="weak_password")
+
+
 def hash_password(password):
     return _hasher.hash(password)
 

@@ -4,6 +4,7 @@ Views declare an action with `@workspace_route(action)`; templates ask `can(acti
 services call `require(action, membership)`. Nobody compares role names anywhere else.
 Super admins may do everything in every workspace.
 """
+from models import Membership
 from services.errors import Forbidden
 
 # Pseudo-roles granted by membership flags.
@@ -45,7 +46,7 @@ PERMISSIONS = {
 }
 
 
-def roles_of(membership):
+def roles_of(membership: Membership | None) -> frozenset[str]:
     """The set of table roles a membership holds (its role plus the moderator flag)."""
     if membership is None:
         return frozenset()
@@ -57,7 +58,7 @@ def roles_of(membership):
     return frozenset(roles)
 
 
-def allowed(action, membership, *, superadmin=False):
+def allowed(action: str, membership: Membership | None, *, superadmin: bool = False) -> bool:
     if action not in PERMISSIONS:
         raise KeyError(f"unknown permission {action!r}")
     if superadmin:
@@ -65,6 +66,6 @@ def allowed(action, membership, *, superadmin=False):
     return bool(PERMISSIONS[action] & roles_of(membership))
 
 
-def require(action, membership, *, superadmin=False):
+def require(action: str, membership: Membership | None, *, superadmin: bool = False) -> None:
     if not allowed(action, membership, superadmin=superadmin):
         raise Forbidden("You do not have permission to do this in this workspace.")

@@ -19,7 +19,7 @@ def _key(workspace_id, minute):
     return f"mc:pulse:{workspace_id}:{minute}"
 
 
-def record(workspace_id, now=None, **counts):
+def record(workspace_id: int, now: float | None = None, **counts: int) -> None:
     """Add counts (sent=, delivered=, failed=) to the current minute of a workspace."""
     counts = {k: v for k, v in counts.items() if v}
     if not counts:

@@ -5,8 +5,12 @@ strings for functions and callbacks), so the code that queues never imports the 
 and the layers stay `jobs → services` (checked by `.importlinter`). This module imports no other
 service. Enqueue only after the transaction the job reads has committed.
 """
+from collections.abc import Callable
+from typing import Any
+
 from flask import current_app
 from rq import Callback, Queue, Retry
+from rq.job import Job
 
 from extensions import redis_connection
 
@@ -29,7 +33,8 @@ def get_queue(name="default"):
     return Queue(name, connection=redis_connection())
 
 
-def enqueue_job(func, *args, queue="default", timeout=600, retries=3, job_id=None, on_failure=None, **kwargs):
+def enqueue_job(func: str | Callable[..., Any], *args: Any, queue: str = "default", timeout: int = 600,
+                retries: int = 3, job_id: str | None = None, on_failure: str | None = None, **kwargs: Any) -> Job:
     """Enqueue `func` (a JobNames dotted path; tests may pass the function) after the caller's
     transaction has committed. `on_failure` is a dotted path too, run when no retry is left."""
     if on_failure is not None:

@@ -12,9 +12,11 @@ did, the unique index still refuses the duplicate and the job is retried from it
 SQLite: the rows go through a temporary staging table and `INSERT OR IGNORE`, one transaction
 per chunk like PostgreSQL.
 """
+from typing import Any, cast
+
 from sqlalchemy import text
 
-from extensions import db
+from extensions import affected_rows, db
 from services.numbers import ctn_hasher
 
 COPY_BATCH = 4096      # rows per COPY write: Python hashes the next batch while PostgreSQL inserts
@@ -73,7 +75,7 @@ def _present(cur, table, owner_column, owner_id, chunk, probe):
 
 def _store_postgresql(campaign_id, workspace_id, upload_id, unique, key, campaign_empty, probe):
     """COPY the numbers of `unique` that are neither stored nor stop-listed; returns (inserted, stop set)."""
-    conn = db.session.connection().connection.driver_connection
+    conn = cast(Any, db.session.connection().connection.driver_connection)  # psycopg's: COPY, server cursors
     with conn.cursor() as cur:
         stop = set()
         if cur.execute("SELECT 1 FROM stop_list WHERE workspace_id = %s LIMIT 1", (workspace_id,)).fetchone():
@@ -95,16 +97,16 @@ def _store_sqlite(campaign_id, workspace_id, upload_id, unique, key):
     hash_number = ctn_hasher(key)
     db.session.execute(text("CREATE TEMP TABLE IF NOT EXISTS mc_stage (number TEXT NOT NULL, ctn_hash TEXT NOT NULL)"))
     db.session.execute(text("DELETE FROM mc_stage"))
-    raw = db.session.connection().connection.driver_connection
+    raw = cast(Any, db.session.connection().connection.driver_connection)  # sqlite3's: executemany
     raw.executemany("INSERT INTO mc_stage (number, ctn_hash) VALUES (?, ?)",
                     ((n.decode("ascii"), hash_number(n).decode("ascii")) for n in sorted(unique)))
     params = {"c": campaign_id, "w": workspace_id, "u": upload_id}
     stop = {row[0].encode("ascii") for row in db.session.execute(text(
         "SELECT s.number FROM mc_stage s JOIN stop_list x ON x.workspace_id = :w AND x.number = s.number"), params)}
-    inserted = db.session.execute(text(
+    inserted = affected_rows(db.session.execute(text(
         "INSERT OR IGNORE INTO recipients (campaign_id, upload_id, number, ctn_hash, state) "
         "SELECT :c, :u, s.number, s.ctn_hash, 'queued' FROM mc_stage s "
         "WHERE NOT EXISTS (SELECT 1 FROM stop_list x WHERE x.workspace_id = :w AND x.number = s.number)"),
-        params).rowcount
+        params))
     db.session.execute(text("DELETE FROM mc_stage"))
     return inserted, stop

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from flask import current_app
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import Campaign, utcnow
 from models.campaigns import JobError
 from models.recipients import Recipient, Upload
 from models.states import CampaignStatus as S
 from models.states import Mode
 from services import campaigns as campaign_rules
-from services.errors import DomainError
+from services import spread
+from services.errors import DomainError, NotFound
 from services.numbers import display_number, display_text, hash_key, mask_number, parse_search
 from services.queues import JobNames, enqueue_job
 from services.recipient_files import IngestFailed, read_chunk, read_head
@@ -172,8 +173,6 @@ def get_upload(workspace, upload_id, membership, user):
     """Scoped lookup: the upload's campaign must be visible to the user (else 404)."""
     upload = db.session.get(Upload, upload_id)
     if upload is None or upload.workspace_id != workspace.id:
-        from services.errors import NotFound
-
         raise NotFound("This upload does not exist in this workspace.")
     campaign_rules.get_campaign(workspace, upload.campaign_id, membership, user)
     return upload
@@ -219,10 +218,10 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
     campaign row: a chunk is stored only while the campaign is Building, and nobody else adds
     numbers to it meanwhile.
     """
-    claimed = db.session.execute(
+    claimed = affected_rows(db.session.execute(
         db.update(Upload).where(Upload.id == upload.id, Upload.bytes_done == start_offset,
                                 Upload.state == "running").values(state="running")
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if not claimed:
         db.session.rollback()
         return False
@@ -254,7 +253,7 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
 
 # --- the ingest -------------------------------------------------------------------------------
 
-def ingest(upload_id, on_progress=None):  # noqa: C901 — issue 16: to split
+def ingest(upload_id, on_progress=None):
     """Ingest one upload from its committed offset to the end. Idempotent and resumable.
 
     Transient errors (database, Redis) propagate so RQ retries the job, which resumes from the
@@ -264,49 +263,64 @@ def ingest(upload_id, on_progress=None):  # noqa: C901 — issue 16: to split
     upload = db.session.get(Upload, upload_id)
     if upload is None or upload.state in ("done", "failed"):
         return upload
-    campaign = db.session.get(Campaign, upload.campaign_id)
+    campaign = db.session.get_one(Campaign, upload.campaign_id)
     if campaign.status != S.BUILDING:
         return _abandon(upload, f"The campaign is {campaign.status}, not Building; the upload was stopped.")
     if upload.state != "running":
         upload.state = "running"
         db.session.commit()
     try:
-        layout = read_head(upload.spool_path)
-        if upload.sha256 is None:
-            store_sha256(upload)
-        if upload.bytes_done > upload.bytes_total:
-            raise IngestFailed("The upload's progress is past the end of its file.")
-        key, probe = hash_key(upload.workspace_id), Probe()   # the workspace's key, once per run
-        limit, keep = chunk_lines(), errors_stored()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-read-ahead") as reader:
-            ahead = None  # (where, future): the next chunk, read while this one is stored
-            while True:
-                db.session.refresh(upload)
-                if upload.state != "running":
-                    return upload
-                status = db.session.execute(db.select(Campaign.status).filter_by(id=campaign.id)).scalar()
-                if status != S.BUILDING:
-                    return _abandon(upload, f"The campaign became {status} during the upload; ingest stopped.")
-                if upload.bytes_done >= upload.bytes_total:
-                    break
-                where = (upload.bytes_done, upload.lines, keep - min(upload.rejected, keep))
-                if ahead is None or ahead[0] != where:
-                    ahead = (where, reader.submit(_read_chunk_at, upload.spool_path, where, layout, limit))
-                chunk = ahead[1].result()
-                if chunk.lines == 0:
-                    break
-                following = (chunk.end_offset, upload.lines + chunk.lines,
-                             keep - min(upload.rejected + chunk.rejected, keep))
-                ahead = (following, reader.submit(_read_chunk_at, upload.spool_path, following, layout, limit))
-                _commit_chunk(upload, chunk, where[0], key, probe)
-                if on_progress is not None:
-                    db.session.refresh(upload)
-                    on_progress(upload_status(upload, errors_limit=0))
+        stopped = _ingest_chunks(upload, campaign.id, on_progress)
     except IngestFailed as exc:
         return _fail(upload, str(exc))
     except FileNotFoundError:
         return _fail(upload, "The uploaded file is gone from the spool directory; upload it again.")
-    return _finish(upload)
+    return stopped if stopped is not None else _finish(upload)
+
+
+def _ingest_chunks(upload, campaign_id, on_progress):
+    """Store the file chunk by chunk from the committed offset, the next chunk read ahead on a thread.
+    Returns None once the whole file is stored, or the upload when the ingest stopped early (the
+    upload was stopped, or the campaign left Building)."""
+    layout = read_head(upload.spool_path)
+    if upload.sha256 is None:
+        store_sha256(upload)
+    if upload.bytes_done > upload.bytes_total:
+        raise IngestFailed("The upload's progress is past the end of its file.")
+    key, probe = hash_key(upload.workspace_id), Probe()   # the workspace's key, once per run
+    limit, keep = chunk_lines(), errors_stored()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mc-read-ahead") as reader:
+        ahead = None  # (where, future): the next chunk, read while this one is stored
+        while True:
+            stopped = _stopped(upload, campaign_id)
+            if stopped is not None:
+                return stopped
+            if upload.bytes_done >= upload.bytes_total:
+                return None
+            where = (upload.bytes_done, upload.lines, keep - min(upload.rejected, keep))
+            if ahead is None or ahead[0] != where:
+                ahead = (where, reader.submit(_read_chunk_at, upload.spool_path, where, layout, limit))
+            chunk = ahead[1].result()
+            if chunk.lines == 0:
+                return None
+            following = (chunk.end_offset, upload.lines + chunk.lines,
+                         keep - min(upload.rejected + chunk.rejected, keep))
+            ahead = (following, reader.submit(_read_chunk_at, upload.spool_path, following, layout, limit))
+            _commit_chunk(upload, chunk, where[0], key, probe)
+            if on_progress is not None:
+                db.session.refresh(upload)
+                on_progress(upload_status(upload, errors_limit=0))
+
+
+def _stopped(upload, campaign_id):
+    """Between chunks: the upload (abandoned if need be) when the ingest must stop, else None."""
+    db.session.refresh(upload)
+    if upload.state != "running":
+        return upload
+    status = db.session.execute(db.select(Campaign.status).filter_by(id=campaign_id)).scalar()
+    if status != S.BUILDING:
+        return _abandon(upload, f"The campaign became {status} during the upload; ingest stopped.")
+    return None
 
 
 def store_sha256(upload):
@@ -332,14 +346,12 @@ def _read_chunk_at(path, where, layout, limit):
 
 def _finish(upload):
     db.session.refresh(upload)
-    campaign = db.session.get(Campaign, upload.campaign_id)
+    campaign = db.session.get_one(Campaign, upload.campaign_id)
     if upload.lines == 0 or (upload.accepted + upload.duplicates + upload.rejected + upload.stop_listed) == 0:
         reason = "The file has no data lines (only a header)." if upload.lines else "The file is empty."
         if not db.session.execute(db.select(JobError.id).filter_by(upload_id=upload.id, line_no=None)).first():
             db.session.add(JobError(campaign_id=upload.campaign_id, upload_id=upload.id, reason=reason))
     if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
-        from services import spread
-
         spread.plan(campaign)
     db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.state == "running")
                        .values(state="done", finished_at=utcnow()).execution_options(synchronize_session=False))
@@ -382,10 +394,10 @@ def _fail(upload, message):
     """Non-retryable: one job error and none of this upload's rows left behind (what earlier
     uploads stored stays); a draft goes back to New so its author can upload a corrected file."""
     db.session.rollback()
-    campaign = db.session.get(Campaign, upload.campaign_id)
-    removed = db.session.execute(db.delete(Recipient).where(Recipient.campaign_id == campaign.id,
+    campaign = db.session.get_one(Campaign, upload.campaign_id)
+    removed = affected_rows(db.session.execute(db.delete(Recipient).where(Recipient.campaign_id == campaign.id,
                                                             Recipient.upload_id == upload.id)
-                                 .execution_options(synchronize_session=False)).rowcount
+                                 .execution_options(synchronize_session=False)))
     if removed:
         db.session.execute(db.update(Campaign).where(Campaign.id == campaign.id).values(
             recipients_count=Campaign.recipients_count - removed, queued_count=Campaign.queued_count - removed)

@@ -69,6 +69,6 @@ def count(text):
     return SegmentInfo(encoding, len(text), units, parts, MULTI[encoding], MULTI[encoding] - used)
 
 
-def data_coding(text):
+def data_coding(text: str | None) -> int:
     """The SMPP data_coding value the Core expects: 0 for GSM-7, 8 for UCS-2."""
     return 0 if encoding_of(text or "") == GSM7 else 8

@@ -10,7 +10,7 @@ from sqlalchemy import and_, event, func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import SenderName, SenderRevision, utcnow
 from services import permissions, smpp
 from services.errors import Conflict, DomainError, Forbidden, NotFound
@@ -206,10 +206,10 @@ def _may_manage_open(revision, membership, user):
 
 def _conditional_state_change(revision, expected, values):
     """UPDATE … WHERE state IN expected; returns True when this request made the change."""
-    done = db.session.execute(
+    done = affected_rows(db.session.execute(
         update(SenderRevision)
         .where(SenderRevision.id == revision.id, SenderRevision.state.in_(expected))
-        .values(**values).execution_options(synchronize_session=False)).rowcount
+        .values(**values).execution_options(synchronize_session=False)))
     if not done:
         db.session.rollback()
         db.session.refresh(revision)
@@ -314,8 +314,9 @@ def archive(workspace, sender_id, membership, user):
     permissions.require("senders.archive", membership, superadmin=user.is_superadmin)
     sender = get_sender(workspace, sender_id)
     now = utcnow()
-    done = db.session.execute(update(SenderName).where(SenderName.id == sender.id, SenderName.archived_at.is_(None))
-                              .values(archived_at=now).execution_options(synchronize_session=False)).rowcount
+    done = affected_rows(db.session.execute(
+        update(SenderName).where(SenderName.id == sender.id, SenderName.archived_at.is_(None))
+        .values(archived_at=now).execution_options(synchronize_session=False)))
     if not done:
         db.session.rollback()
         raise Conflict(f"“{sender.label}” is already archived.", code="already_archived")

@@ -19,7 +19,7 @@ from flask import current_app, g, request, session
 from sqlalchemy import update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import UserSession, utcnow
 from services import tokens
 from services.errors import NotFound
@@ -88,8 +88,9 @@ def check(user):
 def _end_replayed(row):
     """The session cookie came from another browser: the session ends here and in the browser that
     signed in (conditional UPDATE: concurrent replays end and audit it once)."""
-    ended = db.session.execute(update(UserSession).where(UserSession.id == row.id, UserSession.revoked_at.is_(None))
-                               .values(revoked_at=utcnow())).rowcount
+    ended = affected_rows(db.session.execute(
+        update(UserSession).where(UserSession.id == row.id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())))
     db.session.commit()
     if ended:
         audit.record("auth.session_replayed", object_type="user_session", object_id=row.id,
@@ -151,9 +152,9 @@ def end_other_sessions(user):
 
 def revoke_all(user):
     """Sign out everywhere: every session of the user ends, this one included, and every API token."""
-    ended = db.session.execute(update(UserSession).where(UserSession.user_id == user.id,
+    ended = affected_rows(db.session.execute(update(UserSession).where(UserSession.user_id == user.id,
                                                          UserSession.revoked_at.is_(None))
-                               .values(revoked_at=utcnow())).rowcount
+                               .values(revoked_at=utcnow())))
     user.session_epoch = (user.session_epoch or 0) + 1
     tokens.end_tokens_of(user.id, tokens.SIGNED_OUT_EVERYWHERE)  # commits the new epoch with it
     audit.record("auth.sessions_revoked_all", object_type="user", object_id=user.id, after={"sessions": ended})

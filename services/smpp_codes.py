@@ -82,7 +82,7 @@ DELIVERY_STATES = {
 _BY_NAME = {name: code for code, (name, _, _) in COMMAND_STATUS.items()}
 
 
-def describe(status):
+def describe(status: object) -> SmppStatus:
     """The status in words. Accepts '0x0000000B', '0xB', '11', 'ESME_RINVDSTADR' or 'UNDELIV'."""
     raw = (str(status) if status is not None else "").strip()
     if not raw:
@@ -106,14 +106,14 @@ def describe(status):
     return SmppStatus(code, "reserved", "A reserved SMPP status; ask the operator what it means.", False)
 
 
-def is_transient(command_status):
+def is_transient(command_status: object) -> bool:
     """Back-off or give up? True for a submit status worth resubmitting later (throttled 0x58,
     queue full 0x14, system error 0x08, bind trouble, receiver temporary error); every other
     status — unknown and vendor ones included — is permanent for that message."""
     return describe(command_status).transient
 
 
-def in_words(status):
+def in_words(status: object) -> str:
     """'ESME_RSUBMITFAIL' for '0x00000045'; the raw code when the status has no name."""
     described = describe(status)
     return described.name if described.name and described.name not in ("reserved", "vendor specific") \

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import text
 
-from extensions import db
+from extensions import affected_rows, db
 from services.errors import DomainError
 
 BATCH = 50_000
@@ -57,7 +57,7 @@ def plan(campaign, batch=BATCH, commit=True):
             result = db.session.execute(text(
                 f"UPDATE recipients SET spread_day = date(:first, '+' || ((:base + b.rn - 1) % :days) || ' days') "
                 f"FROM ({batch_sql}) b WHERE recipients.id = b.id"), {**params, "first": first.isoformat()})
-        done += result.rowcount
+        done += affected_rows(result)
         if commit:
             db.session.commit()
         if upper is None:

@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import ApiToken, User, utcnow
 from services import permissions, secrets, totp
 from services.errors import DomainError, NotFound
@@ -132,8 +132,8 @@ def workspace_tokens(workspace):
 
 def _revoke_row(row, reason, **audit_fields):
     # Conditional: a token revoked twice at once is recorded (and audited) once.
-    won = db.session.execute(update(ApiToken).where(ApiToken.id == row.id, ApiToken.revoked_at.is_(None))
-                             .values(revoked_at=utcnow(), revoked_reason=reason)).rowcount
+    won = affected_rows(db.session.execute(update(ApiToken).where(ApiToken.id == row.id, ApiToken.revoked_at.is_(None))
+                             .values(revoked_at=utcnow(), revoked_reason=reason)))
     db.session.commit()
     if won:
         audit.record("tokens.revoked", workspace_id=row.workspace_id, object_type="api_token", object_id=row.id,

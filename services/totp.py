@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import update
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import RecoveryCode, UserTotp, utcnow
 from services import lockout, passwords
 from services.errors import DomainError
@@ -97,9 +97,9 @@ def _check_totp(row, code):
     if matched is None:
         return False
     # Conditional UPDATE: two requests racing with the same code cannot both win.
-    won = db.session.execute(update(UserTotp).where(UserTotp.user_id == row.user_id,
+    won = affected_rows(db.session.execute(update(UserTotp).where(UserTotp.user_id == row.user_id,
                                                     UserTotp.last_step < matched)
-                             .values(last_step=matched)).rowcount
+                             .values(last_step=matched)))
     db.session.commit()
     return won == 1
 
@@ -122,9 +122,9 @@ def _use_recovery_code(user, code):
     for row in unused:
         # argon2's verify compares in constant time; each stored code has its own salt.
         if passwords.verify_password(row.code_digest, code):
-            won = db.session.execute(update(RecoveryCode).where(RecoveryCode.id == row.id,
+            won = affected_rows(db.session.execute(update(RecoveryCode).where(RecoveryCode.id == row.id,
                                                                 RecoveryCode.used_at.is_(None))
-                                     .values(used_at=utcnow())).rowcount
+                                     .values(used_at=utcnow())))
             db.session.commit()
             if won == 1:
                 audit.record("auth.recovery_code_used", actor_id=user.id, actor_email=user.email,
@@ -184,10 +184,8 @@ def regenerate_recovery_codes(user, code):
 def disable(user, password, code, new_password=None):
     """Remove the second factor. A password shorter than the password-only minimum must be
     replaced in the same step (NIST 800-63B: 15 characters without a second factor)."""
-    from services import accounts
-
     if not lockout.verify_password_for(user.id, password or "", purpose="turn off two-step sign-in"):
-        raise DomainError(accounts.WRONG_CURRENT_PASSWORD, code="wrong_password")
+        raise DomainError(lockout.WRONG_CURRENT_PASSWORD, code="wrong_password")
     if lockout.check_for(user.id, lambda: verify(user, code), purpose="turn off two-step sign-in") is None:
         raise DomainError("Enter a current code from your authenticator app, or an unused recovery code.",
                           code="totp_wrong_code")
@@ -197,7 +195,7 @@ def disable(user, password, code, new_password=None):
         if not new_password:
             raise DomainError(f"Without a second factor your password needs at least {min_length} characters: "
                               "choose a new one in the same form.", code="password_too_short")
-        accounts.check_password_policy(new_password, user.email, min_length=min_length)
+        passwords.require_policy(new_password, email=user.email, min_length=min_length)
         user.password_hash = passwords.hash_password(new_password)
         changed_password = True
     db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))

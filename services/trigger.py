@@ -4,10 +4,12 @@ Each call takes up to 1,000 numbers; bad numbers are reported by index, stop-lis
 present numbers are reported back, accepted ones are stored queued and a dispatch job is
 scheduled immediately so an OTP reaches the Core in about a second.
 """
+from typing import Any
+
 from sqlalchemy import select, update
 
 import audit
-from extensions import db
+from extensions import db, dialect_insert
 from models import Campaign, Recipient
 from models.states import CampaignStatus as S
 from models.states import Mode
@@ -29,7 +31,7 @@ def push_numbers(campaign, raw_numbers):
         raise DomainError(f"At most {MAX_NUMBERS} numbers per call ({len(raw_numbers)} sent); split the list.",
                           code="too_many_numbers", status=413)
     rejected: list[dict] = []
-    wanted: dict[str, str] = {}
+    wanted: dict[str, int] = {}
     for index, raw in enumerate(raw_numbers):
         if not isinstance(raw, str):
             rejected.append({"index": index, "reason": "not a string"})
@@ -51,7 +53,7 @@ def push_numbers(campaign, raw_numbers):
             recipients_count=Campaign.recipients_count + len(inserted),
             queued_count=Campaign.queued_count + len(inserted)))
     db.session.commit()
-    result = {"accepted": len(inserted), "duplicates": sorted(duplicates),
+    result: dict[str, Any] = {"accepted": len(inserted), "duplicates": sorted(duplicates),
               "stop_listed": sorted(wanted[n] for n in blocked), "rejected": rejected}
     audit.record("campaigns.trigger_push", workspace_id=campaign.workspace_id, object_type="campaign",
                  object_id=campaign.id, after={k: (v if isinstance(v, int) else len(v)) for k, v in result.items()})
@@ -61,12 +63,8 @@ def push_numbers(campaign, raw_numbers):
 
 
 def _insert_ignore(campaign_id, workspace_id, fresh):
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     hash_number = numbering.ctn_hasher(numbering.hash_key(workspace_id))   # the workspace's key, once per call
     rows = [{"campaign_id": campaign_id, "number": n, "ctn_hash": hash_number(n.encode("ascii")).decode("ascii"),
              "state": "queued"} for n in fresh]
-    return (insert(Recipient).values(rows).on_conflict_do_nothing(index_elements=["campaign_id", "number"])
+    return (dialect_insert(Recipient).values(rows).on_conflict_do_nothing(index_elements=["campaign_id", "number"])
             .returning(Recipient.number))

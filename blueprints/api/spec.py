@@ -5,6 +5,7 @@ Every /api/v1 rule of the URL map is described from its view's declarations (`bl
 request and shape a response are the ones the document shows. The errors every API view can answer
 (401 from `@api_route`, 400/413/415 for a body, 404 for an id in the path) are added here once.
 """
+import functools
 import re
 
 from apispec import APISpec
@@ -70,6 +71,11 @@ def _operation(endpoint, view, path_names, fixed):
     return operation
 
 
+def _fill_path_value(fixed, match):
+    """A path variable's fixed value, or the variable itself (`{name}`) when it has none."""
+    return fixed.get(match.group(2), "{" + match.group(2) + "}")
+
+
 def _expansions(path_values, names):
     """Every combination of the fixed values of `path_values` (one path per value)."""
     combos: list[dict] = [{}]
@@ -101,7 +107,7 @@ def build(app):
             names[name] = ({"type": "integer", "minimum": 0, "maximum": PATH_INT_MAX} if converter == "int"
                            else api.get("path_schemas", {}).get(name, {"type": "string"}))
         for fixed in _expansions(api.get("path_values", {}), names):
-            path = VARIABLE.sub(lambda m, fixed=fixed: fixed.get(m.group(2), "{" + m.group(2) + "}"), rule.rule)
+            path = VARIABLE.sub(functools.partial(_fill_path_value, fixed), rule.rule)
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 paths.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, view, names, fixed)
     for path, operations in paths.items():

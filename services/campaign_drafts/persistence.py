@@ -2,10 +2,10 @@
 finish the recipients step, create a complete draft through the API, clone."""
 import audit
 from extensions import db
-from models import Campaign, SenderRevision, utcnow
+from models import Campaign, Membership, SenderRevision, User, Workspace, utcnow
 from models.states import Mode
 from services import campaigns as lifecycle
-from services import contributors
+from services import contributors, permissions
 from services.campaign_drafts.steps import STEPS, approved_sender_revisions, get_editable, next_step
 from services.campaign_drafts.validation import (
     InvalidFields,
@@ -49,8 +49,6 @@ def _save(campaign, changes, step, user, action="campaigns.edited"):
 
 def create_draft(workspace, membership, user, mode):
     """Step 1 of a new campaign: a draft in status New owned by the user."""
-    from services import permissions
-
     permissions.require("campaigns.create", membership, superadmin=user.is_superadmin)
     mode = validate_mode(mode)
     campaign = Campaign(workspace_id=workspace.id, author_id=user.id, name=f"New {mode} campaign", mode=mode,
@@ -98,8 +96,6 @@ def finish_recipients(workspace, campaign_id, membership, user):
 
 def create_complete(workspace, membership, user, payload):
     """The API's POST /campaigns: every step's fields at once, validated with the wizard's rules."""
-    from services import permissions
-
     permissions.require("campaigns.create", membership, superadmin=user.is_superadmin)
     errors = {}
     mode = validate_mode(payload.get("mode"))
@@ -129,7 +125,7 @@ def create_complete(workspace, membership, user, payload):
     return campaign
 
 
-def clone(workspace, campaign_id, membership, user):
+def clone(workspace: Workspace, campaign_id: object, membership: Membership | None, user: User) -> Campaign:
     """A new draft with the source's settings and no recipients, owned by the user who clones."""
     source = lifecycle.get_campaign(workspace, campaign_id, membership, user)
     lifecycle.check(source, "clone")

@@ -4,6 +4,7 @@ Spread campaigns also get `start_at` = the first day's sending-window start (UTC
 Start column and the dispatch tick see one start time for every scheduled mode.
 """
 from datetime import UTC, date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from models import utcnow
@@ -97,16 +98,37 @@ def validate_mode(mode, campaign=None):
     return mode
 
 
-def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 â€” issue 16: to split
+def validate_parameters(workspace, mode, values, current=None):
     """Check step 2's values for `mode`; returns the column values to store. Raises InvalidFields."""
-    errors, out = {}, {}
+    errors: dict[str, str] = {}
+    out: dict[str, Any] = {"name": _parse_name(values, errors)}
+    revision = _parse_sender_revision(workspace, values, errors)
+    out["sender_revision_id"] = revision.id if revision else None
+    out["message_text"] = _parse_text(values, errors)
+    out["daily_limit"] = _parse_daily_limit(values, errors)
+    out["auto_start"] = _bool(values.get("auto_start", True))
+    out.update(_parse_schedule(workspace, mode, values, errors))
+    if errors:
+        raise InvalidFields(errors)
+    if revision is not None and (current is None or current.sender_revision_id != revision.id):
+        # A new sender: its SADDR/TON/NPI replace the old ones (step 3 may override them again).
+        out.update(saddr=revision.saddr, ston=revision.ton, snpi=revision.npi)
+        if current is None or current.dton is None:
+            out.update(dton=DEFAULT_DTON, dnpi=DEFAULT_DNPI)
+    return out
+
+
+def _parse_name(values, errors):
     name = " ".join(str(values.get("name") or "").split())
     if not name:
         errors["name"] = "Give the campaign a name (up to 120 characters) that tells people what it is for."
     elif len(name) > 120:
         errors["name"] = f"The name is {len(name)} characters long; shorten it to 120."
-    out["name"] = name
+    return name
 
+
+def _parse_sender_revision(workspace, values, errors):
+    """The approved sender revision chosen, or None (with the field's error)."""
     revision = None
     raw_revision = values.get("sender_revision_id")
     if _blank(raw_revision):
@@ -120,8 +142,10 @@ def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 â€
         if revision is None:
             errors["sender_revision_id"] = ("This sender name is not (or no longer) approved for new campaigns; "
                                             "choose one of the names offered.")
-    out["sender_revision_id"] = revision.id if revision else None
+    return revision
 
+
+def _parse_text(values, errors):
     text = str(values.get("text") if values.get("text") is not None else values.get("message_text") or "")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     info = segments.count(text)
@@ -131,76 +155,81 @@ def validate_parameters(workspace, mode, values, current=None):  # noqa: C901 â€
         limit = segments.MAX_SEGMENTS * segments.MULTI[info.encoding]
         errors["text"] = (f"The text needs {info.segments} SMS parts; the maximum is {segments.MAX_SEGMENTS} "
                           f"({limit} {info.encoding} units). Shorten it.")
-    out["message_text"] = text
+    return text
 
+
+def _parse_daily_limit(values, errors):
     raw_limit = values.get("daily_limit")
     if _blank(raw_limit):
-        out["daily_limit"] = None
-    else:
-        try:
-            limit = int(str(raw_limit).strip()) if not isinstance(raw_limit, bool) else None
-        except ValueError:
-            limit = None
-        if limit is None or limit < 1 or limit > MAX_DAILY_LIMIT:
-            errors["daily_limit"] = "The daily limit is a whole number of messages above 0 â€” or leave it empty."
-        out["daily_limit"] = limit
+        return None
+    limit: int | None
+    try:
+        limit = int(str(raw_limit).strip()) if not isinstance(raw_limit, bool) else None
+    except ValueError:
+        limit = None
+    if limit is None or limit < 1 or limit > MAX_DAILY_LIMIT:
+        errors["daily_limit"] = "The daily limit is a whole number of messages above 0 â€” or leave it empty."
+    return limit
 
-    out["auto_start"] = _bool(values.get("auto_start", True))
-    out["start_at"] = None
-    out["spread_first_day"] = out["spread_last_day"] = None
-    out["ignore_daily_window"] = False
-    now = utcnow()
+
+def _parse_schedule(workspace, mode, values, errors):
+    """The mode's scheduling columns: OnTime's start, Spread's window (and start), Trigger's window flag."""
+    out: dict[str, Any] = {"start_at": None, "spread_first_day": None, "spread_last_day": None,
+                           "ignore_daily_window": False}
     if mode == Mode.ON_TIME:
-        raw = values.get("start_at")
-        if _blank(raw):
-            errors["start_at"] = f"Choose when to send (date and time in {workspace.timezone})."
-        else:
-            try:
-                start = parse_local_datetime(raw, workspace)
-            except ValueError as exc:
-                errors["start_at"] = str(exc)
-            else:
-                if start <= now:
-                    errors["start_at"] = f"The start must be in the future ({workspace.timezone} time)."
-                out["start_at"] = start
+        out["start_at"] = _parse_start(workspace, values, errors)
     elif mode == Mode.SPREAD:
-        first_raw = values.get("window_start", values.get("spread_first_day"))
-        last_raw = values.get("window_end", values.get("spread_last_day"))
-        today = today_in(workspace)
-        first = last = None
-        for key, raw, label in (("window_start", first_raw, "first"), ("window_end", last_raw, "last")):
-            if _blank(raw):
-                errors[key] = f"Choose the window's {label} day."
-                continue
-            try:
-                day = _date(raw)
-            except ValueError as exc:
-                errors[key] = str(exc)
-                continue
-            if day < today:
-                errors[key] = f"The {label} day is in the past (today is {today.isoformat()} in {workspace.timezone})."
-            if key == "window_start":
-                first = day
-            else:
-                last = day
-        if first and last and first > last:
-            errors["window_end"] = "The last day must be on or after the first day."
-        elif first and last and (last - first).days + 1 > MAX_SPREAD_DAYS:
-            errors["window_end"] = f"A Spread window is at most {MAX_SPREAD_DAYS} days long."
+        first, last = _parse_spread_window(workspace, values, errors)
         out["spread_first_day"], out["spread_last_day"] = first, last
         if first:
             out["start_at"] = window_start_utc(first, workspace)
     elif mode == Mode.TRIGGER:
         out["ignore_daily_window"] = _bool(values.get("ignore_daily_window"))
-
-    if errors:
-        raise InvalidFields(errors)
-    if revision is not None and (current is None or current.sender_revision_id != revision.id):
-        # A new sender: its SADDR/TON/NPI replace the old ones (step 3 may override them again).
-        out.update(saddr=revision.saddr, ston=revision.ton, snpi=revision.npi)
-        if current is None or current.dton is None:
-            out.update(dton=DEFAULT_DTON, dnpi=DEFAULT_DNPI)
     return out
+
+
+def _parse_start(workspace, values, errors):
+    """OnTime: the start, in the future (None with the field's error when missing or unreadable)."""
+    raw = values.get("start_at")
+    if _blank(raw):
+        errors["start_at"] = f"Choose when to send (date and time in {workspace.timezone})."
+        return None
+    try:
+        start = parse_local_datetime(raw, workspace)
+    except ValueError as exc:
+        errors["start_at"] = str(exc)
+        return None
+    if start <= utcnow():
+        errors["start_at"] = f"The start must be in the future ({workspace.timezone} time)."
+    return start
+
+
+def _parse_spread_window(workspace, values, errors):
+    """Spread: (first day, last day), each None when missing or unreadable; errors under the form's names."""
+    first_raw = values.get("window_start", values.get("spread_first_day"))
+    last_raw = values.get("window_end", values.get("spread_last_day"))
+    today = today_in(workspace)
+    first = _parse_window_day(first_raw, "window_start", "first", today, workspace, errors)
+    last = _parse_window_day(last_raw, "window_end", "last", today, workspace, errors)
+    if first and last and first > last:
+        errors["window_end"] = "The last day must be on or after the first day."
+    elif first and last and (last - first).days + 1 > MAX_SPREAD_DAYS:
+        errors["window_end"] = f"A Spread window is at most {MAX_SPREAD_DAYS} days long."
+    return first, last
+
+
+def _parse_window_day(raw, key, label, today, workspace, errors):
+    if _blank(raw):
+        errors[key] = f"Choose the window's {label} day."
+        return None
+    try:
+        day = _date(raw)
+    except ValueError as exc:
+        errors[key] = str(exc)
+        return None
+    if day < today:
+        errors[key] = f"The {label} day is in the past (today is {today.isoformat()} in {workspace.timezone})."
+    return day
 
 
 def validate_smpp(values, revision):

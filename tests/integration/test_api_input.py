@@ -3,7 +3,6 @@ null, arrays, unknown fields, 10,000 nested brackets, integers past 64 bits, 1 M
 cursors and parameters, the wrong content type, thirty such requests at once — is answered 400 (or
 404/413/415) with a JSON error that names the field, and changes nothing. Also: the OpenAPI
 document is generated from the same schemas (no hand-kept copy)."""
-import importlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -322,7 +321,8 @@ def test_the_campaign_answers_declare_the_reasons_and_the_fingerprint(client, wo
 def test_the_document_is_generated_from_the_schemas(client, app):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["openapi"] == "3.1.0"
-    assert not [m for m in API_MODULES if hasattr(importlib.import_module(m), "PATHS")], "no hand-kept paths"
+    assert len(API_MODULES) == 7
+    assert not [m.__name__ for m in API_MODULES if hasattr(m, "PATHS")], "no hand-kept paths"
     components = spec["components"]["schemas"]
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():

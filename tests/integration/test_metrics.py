@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from extensions import db
-from services import metrics
+from services import core_probe, metrics
 from tests.campaign_factories import make_campaign
 from tests.factories import make_user, make_workspace
 
@@ -41,7 +41,7 @@ def value(found, name, **labels):
 
 
 def test_metrics_carry_the_aggregates(client, monkeypatch):
-    monkeypatch.setitem(metrics._core_cache, "at", 0.0)  # no Core answer cached by an earlier test's Core
+    monkeypatch.setitem(core_probe.metrics_cache, "at", 0.0)  # no Core answer cached by an earlier test's Core
     ws = make_workspace("acme", "Acme Ltd")
     author = make_user("author@acme.test", workspace=ws, role="author")
     make_campaign(ws, author, status="Sending", moderation="approved", sent_count=70, delivered_count=50,
@@ -90,7 +90,7 @@ observe_job("build_export", "exports", 0.3)
 
 MULTIPROC_SCRAPE = """
 from app import create_app
-from services import metrics
+from services import core_probe, metrics
 app = create_app({"TESTING": True, "SECRET_KEY": "x", "MC_DATA_DIR": sys.argv[1]})
 with app.app_context():
     sys.stdout.write(metrics.render(app).decode())
