@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from app import create_app
+from coresim.testing import client_config, sim_session, start_core
 from extensions import db
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -165,3 +166,30 @@ def _fresh_rate_limits(app):
     with app.app_context():
         limiter.reset()
     yield
+
+
+# --- the reference Core (coresim) over real mutual TLS ------------------------------------------
+
+@pytest.fixture(scope="module")
+def core(request, tmp_path_factory):
+    """The reference Core, in-process on a free port, one per test module. A module sets
+    `CORE_LATENCY_SECONDS = …` to change the simulated latency (default 0.05 s); modules that need
+    another Core define their own `core` fixture."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    server = start_core(str(tmp_path_factory.mktemp(f"{name}-core")),
+                        latency_seconds=getattr(request.module, "CORE_LATENCY_SECONDS", 0.05), failure_ratio=0.0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sim(core, app, monkeypatch):
+    """A session on the simulator's /_sim/ endpoints, with the app's Core client pointed at `core`;
+    the simulator is reset (counters, faults) before and after the test."""
+    session = sim_session(core.certs_dir)
+    session.post(core.url + "/_sim/reset").raise_for_status()
+    for key, value in client_config(core).items():
+        monkeypatch.setitem(app.config, key, value)
+    yield session
+    session.post(core.url + "/_sim/reset").raise_for_status()
+    session.close()

@@ -14,7 +14,7 @@ import pytest
 from rq import Queue, SimpleWorker
 from sqlalchemy import text
 
-from coresim.testing import sim_session, start_core
+from coresim.testing import stats
 from extensions import db, redis_connection
 from models import Campaign, Upload, utcnow
 from models.campaigns import JobError
@@ -26,31 +26,21 @@ from tests.factories import make_user, make_workspace
 LIST = b"number\n491700000001\n491700000002\n491700000003\nnot a number\n491700000003\n"
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    server = start_core(str(tmp_path_factory.mktemp("fingerprint-core")), latency_seconds=0.01, failure_ratio=0.0)
-    yield server
-    server.stop()
+CORE_LATENCY_SECONDS = 0.01  # the shared `core` fixture (tests/conftest.py)
 
 
 @pytest.fixture
-def sim(core, app, monkeypatch):
-    session = sim_session(core.certs_dir)
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    for key, name in (("CORE_CLIENT_CERT", "client.pem"), ("CORE_CLIENT_KEY", "client.key"), ("CORE_CA", "ca.pem")):
-        monkeypatch.setitem(app.config, key, f"{core.certs_dir}/{name}")
-    monkeypatch.setitem(app.config, "CORE_URL", core.url)
+def sim(sim):
+    """The shared simulator session (tests/conftest.py), with no job or dispatch slot left in Redis."""
     for name in ("uploads", "dispatch"):
         Queue(name, connection=redis_connection()).empty()
     for key in redis_connection().scan_iter("mc:dispatch:*"):
         redis_connection().delete(key)
-    yield session
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    session.close()
+    return sim
 
 
 def accepted_by_core(sim, core):
-    return sim.get(core.url + "/_sim/stats").json()["accepted"]
+    return stats(sim, core)["accepted"]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from coresim.testing import sim_session, start_core
+from coresim.testing import faults, stats
 from extensions import db
 from models import DispatchBatch, MessageError, Recipient, utcnow
 from services import dispatch
@@ -14,32 +14,11 @@ from tests.campaign_factories import add_recipients, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    server = start_core(str(tmp_path_factory.mktemp("dispatch-core")), latency_seconds=0.05, failure_ratio=0.0)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def sim(core, app, monkeypatch):
-    session = sim_session(core.certs_dir)
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    for key, name in (("CORE_CLIENT_CERT", "client.pem"), ("CORE_CLIENT_KEY", "client.key"), ("CORE_CA", "ca.pem")):
-        monkeypatch.setitem(app.config, key, f"{core.certs_dir}/{name}")
-    monkeypatch.setitem(app.config, "CORE_URL", core.url)
+def sim(sim, app, monkeypatch):
+    """The shared simulator session (tests/conftest.py), with batches of 50."""
     monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 50)
-    yield session
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    session.close()
-
-
-def stats(sim, core):
-    return sim.get(core.url + "/_sim/stats").json()
-
-
-def faults(sim, core, **values):
-    sim.post(core.url + "/_sim/faults", json=values).raise_for_status()
+    return sim
 
 
 def sending_campaign(recipients=120, window="00:00-24:00", numbers=None, status="Sending", **fields):

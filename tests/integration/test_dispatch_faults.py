@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from coresim.testing import sim_session, start_core
+from coresim.testing import faults, stats
 from extensions import db
 from gateway import get_client
 from models import Campaign, DispatchBatch, DispatchState, JobError, MessageError, PendingReport, Recipient, utcnow
@@ -20,34 +20,11 @@ from tests.campaign_factories import add_recipients, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    server = start_core(str(tmp_path_factory.mktemp("faults-core")), latency_seconds=0.05, failure_ratio=0.0)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def sim(core, app, monkeypatch):
-    session = sim_session(core.certs_dir)
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    for key, name in (("CORE_CLIENT_CERT", "client.pem"), ("CORE_CLIENT_KEY", "client.key"), ("CORE_CA", "ca.pem")):
-        monkeypatch.setitem(app.config, key, f"{core.certs_dir}/{name}")
-    monkeypatch.setitem(app.config, "CORE_URL", core.url)
+def sim(sim, app, monkeypatch):
+    """The shared simulator session (tests/conftest.py), with batches of 50."""
     monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 50)
-    yield session
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    session.close()
-
-
-def stats(sim, core):
-    return sim.get(core.url + "/_sim/stats").json()
-
-
-def faults(sim, core, **values):
-    response = sim.post(core.url + "/_sim/faults", json=values)
-    response.raise_for_status()
-    return response.json()["faults"]
+    return sim
 
 
 def sending_campaign(n, prefix="4917"):
