@@ -6,7 +6,6 @@ from datetime import UTC, date, timedelta
 import pytest
 from rq import Worker
 
-from coresim.testing import sim_session, start_core
 from extensions import db, redis_connection
 from jobs import get_queue
 from services import diagnostics
@@ -14,30 +13,11 @@ from tests.campaign_factories import make_campaign, make_sender
 from tests.factories import make_user, make_workspace
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    server = start_core(str(tmp_path_factory.mktemp("diag-core")), latency_seconds=0.05, failure_ratio=0.0)
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def _no_cached_probe():
     redis_connection().delete(diagnostics.CORE_CACHE_KEY)
     yield
     redis_connection().delete(diagnostics.CORE_CACHE_KEY)
-
-
-@pytest.fixture
-def sim(core, app, monkeypatch):
-    session = sim_session(core.certs_dir)
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    for key, name in (("CORE_CLIENT_CERT", "client.pem"), ("CORE_CLIENT_KEY", "client.key"), ("CORE_CA", "ca.pem")):
-        monkeypatch.setitem(app.config, key, f"{core.certs_dir}/{name}")
-    monkeypatch.setitem(app.config, "CORE_URL", core.url)
-    yield session
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    session.close()
 
 
 @pytest.fixture

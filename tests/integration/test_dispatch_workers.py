@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from coresim.testing import sim_session, start_core
+from coresim.testing import stats
 from extensions import db, redis_connection
 from jobs import get_queue
 from models import Campaign, Recipient
@@ -18,22 +18,6 @@ from tests.factories import make_user, make_workspace
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    server = start_core(str(tmp_path_factory.mktemp("workers-core")), latency_seconds=0.05, failure_ratio=0.0)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def sim(core):
-    session = sim_session(core.certs_dir)
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    yield session
-    session.post(core.url + "/_sim/reset").raise_for_status()
-    session.close()
 
 
 @pytest.fixture
@@ -57,10 +41,6 @@ def start_worker(env, burst=True):
     # Own process group: SIGKILL reaches the work horse too, as when a host dies.
     return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stats(sim, core):
-    return sim.get(core.url + "/_sim/stats").json()
 
 
 def campaign_with(n):

@@ -12,7 +12,7 @@ from flask import g
 from prometheus_client import REGISTRY
 
 import gateway
-from coresim.testing import sim_session, start_core
+from coresim.testing import sim_session
 from gateway import CoreBadResponse, CoreClient, CoreRejected, CoreThrottled, CoreTLSError, CoreUnavailable, get_client
 from services import certs
 
@@ -22,11 +22,7 @@ def message(mid, destination="491701234567"):
             "text": "Hello", "data_coding": 0}
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    server = start_core(str(tmp_path_factory.mktemp("gateway-core")), latency_seconds=0.1, failure_ratio=0.0)
-    yield server
-    server.stop()
+CORE_LATENCY_SECONDS = 0.1  # the shared `core` fixture (tests/conftest.py)
 
 
 @pytest.fixture
