@@ -1,10 +1,12 @@
-"""Super-admin pages: every workspace with its counts, workspace creation, the installation outbox."""
+"""Super-admin pages: every workspace with its counts, workspace creation, the installation outbox,
+system settings."""
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from blueprints import flash_error
 from blueprints.access import superadmin_only
-from forms.workspaces import WorkspaceForm
-from services import invitations, workspaces
+from forms.workspaces import SystemSettingForm, WorkspaceForm
+from services import invitations, settings, workspaces
 from services.errors import DomainError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -30,3 +32,26 @@ def index():
 @superadmin_only
 def outbox():
     return render_template("members/outbox.html", mails=invitations.outbox_for_display(), scope="installation")
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@superadmin_only
+def system_settings():
+    form = SystemSettingForm()
+    if form.validate_on_submit():
+        try:
+            if form.reset.data:
+                settings.reset(form.key.data, actor_id=current_user.id)
+                flash(f"{form.key.data} uses its default (or the environment) again.", "success")
+            else:
+                settings.change(form.key.data, form.value.data or "", actor_id=current_user.id)
+                flash(f"{form.key.data} saved; every process uses it within "
+                      f"{settings.propagation_seconds():g} seconds.", "success")
+        except DomainError as exc:
+            flash_error(exc)
+        else:
+            return redirect(url_for("admin.system_settings"))
+    elif form.is_submitted():
+        flash("Choose a setting and a value.", "error")
+    return render_template("admin/settings.html", rows=settings.overview(), form=form,
+                           propagation=settings.propagation_seconds())
