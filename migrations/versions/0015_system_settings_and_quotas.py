@@ -41,7 +41,8 @@ def upgrade():
 
 def downgrade():
     op.drop_index('ix_daily_sent_day', table_name='daily_sent')
-    with op.batch_alter_table('workspaces', schema=None) as batch_op:
-        batch_op.drop_column('quota_max_recipients')
-        batch_op.drop_column('quota_daily_messages')
+    # Plain ALTER TABLE DROP COLUMN (SQLite ≥ 3.35): a batch copy would drop and re-create
+    # `workspaces`, and dropping it with foreign keys on would cascade into every tenant table.
+    op.drop_column('workspaces', 'quota_max_recipients')
+    op.drop_column('workspaces', 'quota_daily_messages')
     op.drop_table('system_settings')
