@@ -2,9 +2,11 @@
 import logging
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Flask, flash, g, jsonify, redirect, render_template, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
@@ -18,7 +20,7 @@ from cli import register_cli
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
 from models import User, utcnow
-from services import private_files
+from services import private_files, settings
 from services.errors import DomainError, Forbidden, NotFound
 from services.passwords import SignInBusy
 
@@ -44,6 +46,16 @@ class BoundedIntConverter(IntegerConverter):
     def __init__(self, url_map, *args, **kwargs):
         kwargs.setdefault("max", 2**31 - 1)
         super().__init__(url_map, *args, **kwargs)
+
+
+class IdleTimeoutSessions(SecureCookieSessionInterface):
+    """The session cookie lives for the idle timeout in force now (a run-time setting,
+    services/settings.py), not the one the process started with."""
+
+    def get_expiration_time(self, app, session):
+        if session.permanent:
+            return datetime.now(UTC) + timedelta(minutes=settings.value("IDLE_TIMEOUT_MINUTES"))
+        return None
 
 
 def create_app(config=None):
@@ -76,6 +88,9 @@ def create_app(config=None):
 
     register_blueprints(app)
     register_cli(app)
+    # The audit store asks for the retention in force (audit/ sits below services/ in the layers).
+    app.extensions["mc_audit_retention"] = lambda: settings.value("AUDIT_RETENTION_DAYS")
+    app.session_interface = IdleTimeoutSessions()
     _register_request_hooks(app)
     _register_error_handlers(app)
     return app

@@ -12,13 +12,14 @@ from blueprints.certs_cli import certs_cli
 from blueprints.recipients_cli import recipients_cli
 from extensions import db
 from models import Workspace
-from services import accounts, members, tokens, workspaces
+from services import accounts, members, settings, tokens, workspaces
 from services.errors import DomainError
 
 users_cli = AppGroup("users", help="Manage accounts.")
 workspaces_cli = AppGroup("workspaces", help="Manage workspaces.")
 tokens_cli = AppGroup("tokens", help="Manage API tokens.")
 demo_cli = AppGroup("demo", help="Demo data for a first start.")
+settings_cli = AppGroup("settings", help="System settings (the policy ones can be changed at run time).")
 
 
 def _fail(exc):
@@ -124,6 +125,29 @@ def seed():
     click.echo("First start — sign in with:\n" + text + f"(also saved to {creds_path})")
 
 
+@settings_cli.command("show")
+def show_settings():
+    """Every setting with its value in force and where it comes from (secrets: set / not set)."""
+    for row in settings.overview():
+        mark = " [editable]" if row["editable"] else ""
+        wins = " (the environment wins over a stored value)" if row["env_wins"] else ""
+        click.echo(f"{row['key']} = {row['value']}  ({row['source']}){mark}{wins}")
+
+
+@settings_cli.command("set")
+@click.argument("key")
+@click.argument("value")
+def set_setting(key, value):
+    """Store a policy setting (in force everywhere within SETTINGS_CACHE_SECONDS, no restart)."""
+    try:
+        stored = settings.change(key, value, actor_email="cli: flask settings set")
+    except DomainError as exc:
+        _fail(exc)
+    name = key.strip().upper()
+    note = " — but the environment sets it and stays in force" if settings.source(name) == "environment" else ""
+    click.echo(f"{name} = {stored} stored{note}.")
+
+
 def register_cli(app):
-    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli, audit_cli):
+    for group in (users_cli, workspaces_cli, tokens_cli, demo_cli, certs_cli, recipients_cli, audit_cli, settings_cli):
         app.cli.add_command(group)

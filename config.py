@@ -25,6 +25,11 @@ def _int(env, name, default):
     return int(raw) if raw not in (None, "") else default
 
 
+# Settings whose environment variable has another name than the setting itself.
+ENV_NAMES = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL", "WTF_CSRF_TIME_LIMIT": "CSRF_TIME_LIMIT_SECONDS",
+             "MAX_CONTENT_LENGTH": "MAX_FORM_BYTES"}
+
+
 def load_config(overrides=None, env=None):
     """Build the Flask config mapping from the environment plus explicit overrides."""
     if env is None:
@@ -121,6 +126,9 @@ def load_config(overrides=None, env=None):
         "INVITATION_DAYS": _int(env, "INVITATION_DAYS", 7),
         "IDLE_TIMEOUT_MINUTES": _int(env, "IDLE_TIMEOUT_MINUTES", 30),
         "PASSWORD_MIN_LENGTH": _int(env, "PASSWORD_MIN_LENGTH", 15),
+        # How long a process keeps the policy settings edited on /admin/settings before reading them
+        # again from the database (services/settings.py): a change is in force everywhere within it.
+        "SETTINGS_CACHE_SECONDS": float(env.get("SETTINGS_CACHE_SECONDS") or 5),
         # Flask / extensions
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -145,6 +153,10 @@ def load_config(overrides=None, env=None):
         "TESTING": False,
     }
     cfg.update(overrides)
+    # Which settings the environment (or the caller's explicit configuration) fixed: those win over a
+    # value a super admin stored in the database, and /admin/settings shows where each value comes from.
+    cfg["SETTINGS_FROM_ENV"] = frozenset(
+        key for key in cfg if key in overrides or env.get(ENV_NAMES.get(key, key)) not in (None, ""))
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
     cfg["RATELIMIT_STORAGE_URI"] = limits_storage_uri(cfg["REDIS_URL"])
 
@@ -157,6 +169,7 @@ def load_config(overrides=None, env=None):
         cfg["CTN_HASH_KEY"] = cfg["SECRET_KEY"]
     if not cfg["AUDIT_SEAL_KEY"]:
         cfg["AUDIT_SEAL_KEY"] = cfg["SECRET_KEY"]  # the service derives its own key from it
+    cfg["SETTINGS_DECLARED"] = frozenset(cfg) | {"SETTINGS_DECLARED"}  # what /admin/settings lists
     return cfg
 
 

@@ -30,6 +30,11 @@ def get_store() -> AuditStore:
             logger=log,
         )
         current_app.extensions["mc_audit"] = store
+    # The retention may be changed at run time (services/settings.py, registered by create_app): a
+    # process started with the old value must not set MongoDB's TTL index back to it.
+    retention = current_app.extensions.get("mc_audit_retention")
+    if retention is not None:
+        store.use_retention(retention())
     return store
 
 

@@ -198,6 +198,13 @@ class AuditStore:
     def embedded(self) -> bool:
         return self.mongo_uri is None
 
+    def use_retention(self, days: int) -> None:
+        """Retention changed at run time (/admin/settings): purges use it, and on MongoDB the TTL
+        index is changed in place (collMod) at the next write or ``ensure_indexes``."""
+        if int(days) != self.retention_days:
+            self.retention_days = int(days)
+            self._indexes_done = False
+
     # -- connection -----------------------------------------------------------
 
     @contextlib.contextmanager

@@ -11,9 +11,9 @@ bp = Blueprint("home", __name__)
 @bp.get("/")
 @login_only
 def index():
+    if current_user.is_superadmin:  # super admins land in the Master workspace
+        return redirect(url_for("workspace.overview", slug=workspaces.master().slug))
     spaces = [w for w in workspaces.workspaces_for(current_user) if not w.is_master]
-    if current_user.is_superadmin:
-        return redirect(url_for("admin.index"))
     if spaces:
         return redirect(url_for("workspace.overview", slug=spaces[0].slug))
     return redirect(url_for("join.index"))

@@ -36,4 +36,4 @@ def accept(token):
             flash(f"Welcome to {workspace.name}.", "success")
             return redirect(url_for("workspace.overview", slug=workspace.slug))
     return render_template("invitations/accept.html", invitation=invitation, existing=existing, form=form,
-                           token=token)
+                           token=token, password_min=accounts.min_password_length())

@@ -23,7 +23,8 @@ def index():
     return render_template("members/index.html", rows=rows, invite_form=InviteForm(), confirm=ConfirmForm(),
                            invitations=invitations.list_invitations(g.workspace),
                            joins=join_requests.pending_for(g.workspace),
-                           approve_form=ApproveJoinForm(), reject_form=RejectForm())
+                           approve_form=ApproveJoinForm(), reject_form=RejectForm(),
+                           superadmins=members.superadmins_for(g.workspace))
 
 
 @bp.post("/members/<int:member_id>")

@@ -148,7 +148,7 @@ def totp_page():
                            start_form=ConfirmForm(), confirm_form=TotpConfirmForm(), disable_form=TotpDisableForm(),
                            regenerate_form=SecondFactorForm(), required=totp_service.required_for(user),
                            codes_left=totp_service.remaining_recovery_codes(user) if enrolled else 0,
-                           password_min=current_app.config["PASSWORD_MIN_LENGTH"],
+                           password_min=accounts.min_password_length(),
                            totp_min=totp_service.totp_min_password_length())
 
 

@@ -1,4 +1,5 @@
-"""The workspace stop-list page (admins): add or remove a number, import an opt-out file.
+"""The workspace stop-list page (admins): add or remove a number, import an opt-out file, check
+whether a number is blocked (here, or installation-wide by the Master stop-list — never which entry).
 
 Forms are defined here because they belong to this page only (forms/stoplist.py if they grow).
 The import file is read line by line from Werkzeug's spooled part — never `read()` whole.
@@ -50,9 +51,16 @@ def _page(add_form=None, import_form=None):
         flash_error(exc)
         entries, next_cursor = [], None
     rows = [(e, display_number(e.number, full)) for e in entries]
+    checked = None
+    if request.args.get("check"):
+        try:
+            checked = {"blocked": stoplist.blocked_where(g.workspace, request.args["check"][:40])}
+        except DomainError as exc:
+            flash_error(exc)
     return render_template("stoplist/index.html", rows=rows, next_cursor=next_cursor, total=stoplist.count(g.workspace),
                            add_form=add_form or StopListAddForm(), import_form=import_form or StopListImportForm(),
-                           confirm=ConfirmForm(), q=request.args.get("q", ""))
+                           confirm=ConfirmForm(), q=request.args.get("q", ""), checked=checked,
+                           check=request.args.get("check", "")[:40])
 
 
 @bp.url_value_preprocessor

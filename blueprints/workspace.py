@@ -4,8 +4,8 @@ from flask import Blueprint, flash, g, jsonify, redirect, render_template, url_f
 
 from blueprints import flash_error
 from blueprints.access import can, superadmin_only, workspace_route
-from forms.workspaces import WorkspaceSettingsForm
-from services import charts, dashboard, workspaces
+from forms.workspaces import QuotaForm, WorkspaceSettingsForm
+from services import charts, dashboard, quotas, workspaces
 from services import overview as overview_service
 from services.errors import DomainError
 
@@ -61,4 +61,11 @@ def settings():
         else:
             flash("Settings saved.", "success")
             return redirect(url_for("workspace.settings", slug=g.workspace.slug))
-    return render_template("workspace/settings.html", form=form)
+    quota_form = QuotaForm(daily_messages=_blank(g.workspace.quota_daily_messages),
+                           max_recipients_per_campaign=_blank(g.workspace.quota_max_recipients))
+    return render_template("workspace/settings.html", form=form, quota_form=quota_form,
+                           quota=quotas.today(g.workspace))
+
+
+def _blank(number):
+    return "" if number is None else str(number)

@@ -72,3 +72,21 @@ class TokenForm(FlaskForm):
             tokens.lifetime_days(field.data)  # the one rule (also used by the service and the CLI)
         except DomainError as exc:
             raise ValidationError(exc.message) from None
+
+
+class SystemSettingForm(FlaskForm):
+    """One run-time policy setting on /admin/settings (services/settings.py validates the value)."""
+    key = StringField("Setting", validators=[DataRequired(), Length(max=64)])
+    value = StringField("Value", validators=[Optional(), Length(max=20)])
+    reset = SubmitField("Use the default")
+    submit = SubmitField("Save")
+
+
+class QuotaForm(FlaskForm):
+    """A workspace's quotas (super admins); empty means no quota. services/quotas.py validates."""
+    daily_messages = StringField("Messages per day (all campaigns)", validators=[Optional(), Length(max=20)],
+                                 description="Counted per day in the workspace time zone; empty = no quota.")
+    max_recipients_per_campaign = StringField("Recipients per campaign", validators=[Optional(), Length(max=20)],
+                                              description="An upload that would exceed it fails and stores "
+                                                          "nothing; empty = no quota.")
+    submit = SubmitField("Save quotas")

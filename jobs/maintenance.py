@@ -18,6 +18,7 @@ import audit
 from extensions import redis_connection
 from jobs import QUEUES, app_job, get_queue
 from jobs.dispatch import release_slot
+from services import settings
 
 log = logging.getLogger("mc.jobs.maintenance")
 
@@ -33,8 +34,11 @@ def flush_audit_fallback():
 
 @app_job
 def purge_audit():
-    """Delete audit events older than the retention (MongoDB does this itself with its TTL index)."""
-    return audit.get_store().purge_expired()
+    """Delete audit events older than the retention (MongoDB does this itself with its TTL index).
+    The retention is the run-time setting (services/settings.py), read when the job runs."""
+    store = audit.get_store()
+    store.use_retention(settings.value("AUDIT_RETENTION_DAYS"))
+    return store.purge_expired()
 
 
 def _execution_is_dead(connection, composite_key, now, stalled_after):

@@ -11,6 +11,7 @@ from models.outbox import OutboxMail  # noqa: F401
 from models.recipients import Recipient, StopListEntry, Upload  # noqa: F401
 from models.security import AnonymisedCampaign, RecoveryCode, UserSession, UserTotp, WorkspaceGdpr  # noqa: F401
 from models.senders import SenderName, SenderRevision  # noqa: F401
+from models.settings import SystemSetting  # noqa: F401
 from models.tokens import ApiToken  # noqa: F401
 from models.users import User  # noqa: F401
 from models.workspaces import ROLES, Membership, Workspace  # noqa: F401

@@ -39,6 +39,7 @@ class DailySent(Model):
     """Messages submitted per campaign and day in the workspace time zone (daily limits)."""
 
     __tablename__ = "daily_sent"
+    __table_args__ = (db.Index("ix_daily_sent_day", "day"),)  # a workspace's quota sums one day
 
     campaign_id = db.Column(db.Integer, db.ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
     day = db.Column(db.Date, primary_key=True)

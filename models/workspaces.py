@@ -18,6 +18,9 @@ class Workspace(Model):
     window_end = db.Column(db.String(5), nullable=False, default="24:00")
     four_eyes = db.Column(db.Boolean, nullable=False, default=True)
     is_master = db.Column(db.Boolean, nullable=False, default=False)
+    # Quotas set by super admins (services/quotas.py); NULL means none.
+    quota_daily_messages = db.Column(db.BigInteger, nullable=True)  # per day, workspace time zone
+    quota_max_recipients = db.Column(db.BigInteger, nullable=True)  # per campaign
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
     # Loaded on demand: a workspace is loaded on every request and may have thousands of members.

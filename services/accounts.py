@@ -1,12 +1,11 @@
 """Accounts: sign-in (claimed by the lockout in services/lockout.py before any check), user creation
 and password changes."""
-from flask import current_app
 from sqlalchemy import update
 
 import audit
 from extensions import db
 from models import User
-from services import lockout, passwords, tokens, totp
+from services import lockout, passwords, settings, tokens, totp
 from services.errors import DomainError
 
 SIGN_IN_REFUSED = "Invalid e-mail or password, or the account is temporarily locked. Try again in a minute."
@@ -105,7 +104,7 @@ def min_password_length(user=None):
     """15 for a password-only account, 8 once a second factor is enrolled (NIST 800-63B rev. 4)."""
     if user is not None and user.id is not None and totp.is_enrolled(user):
         return totp.totp_min_password_length()
-    return current_app.config["PASSWORD_MIN_LENGTH"]
+    return settings.value("PASSWORD_MIN_LENGTH")
 
 
 def check_password_policy(password, email=None, *, user=None, min_length=None):

@@ -31,7 +31,7 @@ from extensions import db, redis_connection
 from gateway import SCHEMA_VERSION, CoreError
 from models import Campaign, Upload
 from models.states import Mode
-from services import audit_seals, core_probe
+from services import audit_seals, core_probe, settings
 from services.dispatch import local_now
 from services.queues import QUEUES, get_queue
 
@@ -122,10 +122,11 @@ def audit_status():
         size, dropped = store.fallback_size(), store.dropped_count()
         backend = "embedded (montydb)" if store.embedded else "MongoDB"
     except Exception as exc:  # noqa: BLE001
-        return {"ok": False, "backend": "?", "error": str(exc)[:300], "retention_days": cfg["AUDIT_RETENTION_DAYS"],
+        return {"ok": False, "backend": "?", "error": str(exc)[:300],
+                "retention_days": settings.value("AUDIT_RETENTION_DAYS"),
                 "fallback_bytes": None, "fallback_cap": cfg["AUDIT_FALLBACK_MAX_BYTES"], "dropped": None}
     return {"ok": bool(up) and not dropped, "up": bool(up), "backend": backend, "error": None,
-            "retention_days": cfg["AUDIT_RETENTION_DAYS"], "fallback_bytes": size,
+            "retention_days": settings.value("AUDIT_RETENTION_DAYS"), "fallback_bytes": size,
             "fallback_cap": cfg["AUDIT_FALLBACK_MAX_BYTES"], "dropped": dropped}
 
 

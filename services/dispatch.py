@@ -54,7 +54,7 @@ from models.states import CampaignStatus as S
 from models.states import Mode
 from models.states import Moderation as M
 from services import campaigns as lifecycle
-from services import core_outage, pulse, segments, smpp_codes
+from services import core_outage, pulse, quotas, segments, smpp_codes, stoplist
 from services.errors import DomainError
 
 log = logging.getLogger("mc.dispatch")
@@ -125,12 +125,13 @@ def _upsert(model: Any, keys: dict[str, Any], increments: dict[str, int]) -> Any
 
 
 def skip_stop_listed(campaign_id: int) -> int:
-    """Numbers put on the stop-list after the build never go out: mark them before claiming."""
+    """Numbers put on the stop-list after the build never go out: mark them before claiming. The
+    Master workspace's stop-list counts in every workspace (services/stoplist.py)."""
     campaign = db.session.get_one(Campaign, campaign_id)
     n = affected_rows(db.session.execute(text(
         "UPDATE recipients SET state = 'stop_listed' WHERE campaign_id = :c AND state = 'queued' "
-        "AND number IN (SELECT number FROM stop_list WHERE workspace_id = :w)"),
-        {"c": campaign_id, "w": campaign.workspace_id}))
+        "AND number IN (SELECT number FROM stop_list WHERE workspace_id IN (:w, :master))"),
+        {"c": campaign_id, "w": campaign.workspace_id, "master": stoplist.master_id()}))
     if n:
         db.session.execute(update(Campaign).where(Campaign.id == campaign_id)
                            .values(queued_count=Campaign.queued_count - n))
@@ -156,6 +157,7 @@ def claim_batch(campaign_id: int, now: datetime | None = None) -> int | None:
     campaign = db.session.get_one(Campaign, campaign_id)
     db.session.refresh(campaign)
     size = allowance(campaign, now) if row else 0
+    size = quotas.cap_claim(campaign, size, now)  # the workspace's daily quota (locks the workspace row)
     if size <= 0:
         db.session.rollback()
         return None
@@ -425,6 +427,9 @@ def notice(campaign: Campaign, now: datetime | None = None) -> dict[str, Any] | 
     outage = core_outage.current()
     if outage:
         return {"kind": "core_down", "since": outage["since"], "reason": outage["reason"], "until": None}
+    quota = quotas.notice(campaign, now) if campaign.queued_count > 0 else None
+    if quota:
+        return quota
     if state and state.trouble_since and state.backoff_until:
         return {"kind": "backing_off", "since": state.trouble_since, "reason": state.trouble,
                 "until": state.backoff_until if state.backoff_until > now else None}

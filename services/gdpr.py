@@ -27,6 +27,7 @@ from models import (
     WorkspaceGdpr,
     utcnow,
 )
+from services import settings
 from services.errors import DomainError
 
 FINISHED = ("Done", "Cancelled", "Failed", "Expired")
@@ -39,7 +40,7 @@ def installation_mode():
 
 
 def default_retention_days():
-    return int(current_app.config["GDPR_RETENTION_DAYS"])
+    return int(settings.value("GDPR_RETENTION_DAYS"))
 
 
 def anonymised_number(number, ctn_hash_hex):

@@ -18,14 +18,13 @@ first claim after it starts counting from one again.
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import case, literal, or_, update
 
 import audit
 from extensions import affected_rows, db
 from models import Membership, User, utcnow
 from models.base import UTCDateTime
-from services import passwords
+from services import passwords, settings
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,9 @@ def claim(*, user_id=None, email=None):
     tell which, and must not behave differently). Commits: the claim is visible to every process
     before the secret is checked, and no transaction stays open during the check."""
     db.session.commit()  # no read snapshot held: on SQLite the UPDATE then waits for the write lock
-    cfg = current_app.config
     now = utcnow()
-    until = now + timedelta(seconds=cfg["LOCKOUT_SECONDS"])
+    threshold = settings.value("LOCKOUT_THRESHOLD")
+    until = now + timedelta(seconds=settings.value("LOCKOUT_SECONDS"))
     # A lock that has ended (locked_until in the past) starts a new count at one.
     count = case((User.locked_until.is_not(None), 1), else_=User.failed_logins + 1)
     key = User.id == user_id if user_id is not None else User.email == email
@@ -69,7 +68,7 @@ def claim(*, user_id=None, email=None):
         update(User)
         .where(key, or_(User.locked_until.is_(None), User.locked_until <= now))
         .values(failed_logins=count,
-                locked_until=case((count >= cfg["LOCKOUT_THRESHOLD"], literal(until, UTCDateTime())), else_=None))
+                locked_until=case((count >= threshold, literal(until, UTCDateTime())), else_=None))
         .returning(User.id, User.email, User.failed_logins, User.password_hash, User.is_active_account)
         .execution_options(synchronize_session=False)
     )
@@ -89,7 +88,7 @@ def signed_in(attempt):
 def give_back(attempt):
     """A success that is not a completed sign-in: this claim no longer counts, and a lock that only
     this claim had reached is lifted (the secret was right)."""
-    threshold = current_app.config["LOCKOUT_THRESHOLD"]
+    threshold = settings.value("LOCKOUT_THRESHOLD")
     remaining = User.failed_logins - 1
     db.session.execute(update(User).where(User.id == attempt.user_id, User.failed_logins > 0)
                        .values(failed_logins=remaining,
@@ -101,19 +100,19 @@ def give_back(attempt):
 def failed(attempt, action, note):
     """A wrong secret: the claim stays counted. The failure holding the threshold-th claim confirms
     the lock (LOCKOUT_SECONDS from now). Records `action` (and `auth.locked`); True when it locked."""
-    cfg = current_app.config
+    threshold, seconds = settings.value("LOCKOUT_THRESHOLD"), settings.value("LOCKOUT_SECONDS")
     locked = False
-    if attempt.number >= cfg["LOCKOUT_THRESHOLD"]:
-        until = utcnow() + timedelta(seconds=cfg["LOCKOUT_SECONDS"])
+    if attempt.number >= threshold:
+        until = utcnow() + timedelta(seconds=seconds)
         locked = affected_rows(db.session.execute(
-            update(User).where(User.id == attempt.user_id, User.failed_logins >= cfg["LOCKOUT_THRESHOLD"],
+            update(User).where(User.id == attempt.user_id, User.failed_logins >= threshold,
                                User.locked_until.is_not(None))
             .values(locked_until=until).execution_options(synchronize_session=False))) == 1
         db.session.commit()
         if locked:
             record("auth.locked", attempt.user_id, attempt.email, object_type="user", object_id=attempt.user_id,
                    after={"locked_until": until})
-            note += f"; account locked for {cfg['LOCKOUT_SECONDS']} s"
+            note += f"; account locked for {seconds} s"
     record(action, attempt.user_id, attempt.email, note=note)
     return locked
 

@@ -15,6 +15,13 @@ def list_members(workspace):
         db.select(Membership).join(User).where(Membership.workspace_id == workspace.id).order_by(User.email)).scalars())
 
 
+def superadmins_for(workspace):
+    """The Master workspace's Members page lists the installation's super admins ([] elsewhere)."""
+    if not workspace.is_master:
+        return []
+    return list(db.session.execute(db.select(User).where(User.is_superadmin.is_(True)).order_by(User.email)).scalars())
+
+
 def get_member(workspace, membership_id):
     membership = db.session.get(Membership, membership_id)
     if membership is None or membership.workspace_id != workspace.id:

@@ -7,6 +7,7 @@ from sqlalchemy import func
 import audit
 from extensions import db
 from models import Invitation, JoinRequest, Membership, utcnow
+from services import quotas
 
 log = logging.getLogger("mc.overview")
 
@@ -30,4 +31,4 @@ def workspace_summary(workspace, *, with_activity, recent_limit=8):
             log.warning("recent activity unavailable: %s: %s", type(exc).__name__, exc)
             recent = None
     return {"members": members, "pending_invitations": pending_invitations, "pending_joins": pending_joins,
-            "recent_events": recent}
+            "recent_events": recent, "quota": quotas.today(workspace)}

@@ -1,7 +1,7 @@
 """Storing one chunk of normalised numbers as recipients, inside the caller's transaction.
 
 PostgreSQL: the chunk is de-duplicated in memory (it is bounded by UPLOAD_CHUNK_LINES); the
-numbers the campaign already has and the workspace's stop-listed ones are found with a range
+numbers the campaign already has and the stop-listed ones (the workspace's and the Master list) are found with a range
 scan of their unique index (or per-number probes, see `Probe`); the new rows are sorted, hashed
 and streamed with `COPY … FROM STDIN` straight into `recipients`, so PostgreSQL inserts on one
 core while Python hashes the next batch on the other. (An `INSERT … SELECT … ON CONFLICT` from a
@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from extensions import affected_rows, db
 from services.numbers import ctn_hasher
+from services.stoplist import owners as stop_list_owners
 
 COPY_BATCH = 4096      # rows per COPY write: Python hashes the next batch while PostgreSQL inserts
 
@@ -78,8 +79,9 @@ def _store_postgresql(campaign_id, workspace_id, upload_id, unique, key, campaig
     conn = cast(Any, db.session.connection().connection.driver_connection)  # psycopg's: COPY, server cursors
     with conn.cursor() as cur:
         stop = set()
-        if cur.execute("SELECT 1 FROM stop_list WHERE workspace_id = %s LIMIT 1", (workspace_id,)).fetchone():
-            stop = _present(cur, "stop_list", "workspace_id", workspace_id, unique, probe)
+        for owner in stop_list_owners(workspace_id):  # the workspace's own list and the Master one
+            if cur.execute("SELECT 1 FROM stop_list WHERE workspace_id = %s LIMIT 1", (owner,)).fetchone():
+                stop |= _present(cur, "stop_list", "workspace_id", owner, unique, probe)
         existing = set() if campaign_empty else _present(cur, "recipients", "campaign_id", campaign_id, unique, probe)
         # In index order, consecutive rows land on the same leaf pages of the unique index: a
         # shuffled file then loads almost as fast as a sorted one.
@@ -100,13 +102,15 @@ def _store_sqlite(campaign_id, workspace_id, upload_id, unique, key):
     raw = cast(Any, db.session.connection().connection.driver_connection)  # sqlite3's: executemany
     raw.executemany("INSERT INTO mc_stage (number, ctn_hash) VALUES (?, ?)",
                     ((n.decode("ascii"), hash_number(n).decode("ascii")) for n in sorted(unique)))
-    params = {"c": campaign_id, "w": workspace_id, "u": upload_id}
+    lists = stop_list_owners(workspace_id)  # the workspace's own stop-list and the Master one
+    params = {"c": campaign_id, "w": lists[0], "m": lists[-1], "u": upload_id}
     stop = {row[0].encode("ascii") for row in db.session.execute(text(
-        "SELECT s.number FROM mc_stage s JOIN stop_list x ON x.workspace_id = :w AND x.number = s.number"), params)}
+        "SELECT DISTINCT s.number FROM mc_stage s JOIN stop_list x ON x.workspace_id IN (:w, :m) "
+        "AND x.number = s.number"), params)}
     inserted = affected_rows(db.session.execute(text(
         "INSERT OR IGNORE INTO recipients (campaign_id, upload_id, number, ctn_hash, state) "
         "SELECT :c, :u, s.number, s.ctn_hash, 'queued' FROM mc_stage s "
-        "WHERE NOT EXISTS (SELECT 1 FROM stop_list x WHERE x.workspace_id = :w AND x.number = s.number)"),
+        "WHERE NOT EXISTS (SELECT 1 FROM stop_list x WHERE x.workspace_id IN (:w, :m) AND x.number = s.number)"),
         params))
     db.session.execute(text("DELETE FROM mc_stage"))
     return inserted, stop

@@ -24,13 +24,13 @@ from flask import current_app
 
 import audit
 from extensions import affected_rows, db
-from models import Campaign, utcnow
+from models import Campaign, Workspace, utcnow
 from models.campaigns import JobError
 from models.recipients import Recipient, Upload
 from models.states import CampaignStatus as S
 from models.states import Mode
 from services import campaigns as campaign_rules
-from services import spread
+from services import quotas, spread
 from services.errors import DomainError, NotFound
 from services.numbers import display_number, display_text, hash_key, mask_number, parse_search
 from services.queues import JobNames, enqueue_job
@@ -233,6 +233,10 @@ def _commit_chunk(upload, chunk, start_offset, key, probe):
         return False
     inserted, stop_listed, duplicates = store_numbers(upload.campaign_id, upload.workspace_id, upload.id,
                                                       chunk.parts, key, campaign_empty=count == 0, probe=probe)
+    refusal = quotas.recipients_refusal(db.session.get(Workspace, upload.workspace_id), count + inserted)
+    if refusal:  # the workspace's max_recipients_per_campaign: _fail removes what this upload stored
+        db.session.rollback()
+        raise IngestFailed(refusal)
     if chunk.errors:
         db.session.execute(db.insert(JobError), [
             {"campaign_id": upload.campaign_id, "upload_id": upload.id, "line_no": ln, "reason": reason,

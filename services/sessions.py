@@ -21,7 +21,7 @@ from sqlalchemy import update
 import audit
 from extensions import affected_rows, db
 from models import UserSession, utcnow
-from services import tokens
+from services import settings, tokens
 from services.errors import NotFound
 from services.secrets import digest
 
@@ -63,7 +63,7 @@ def current_row():
 
 def is_active(row, user, now=None):
     now = now or utcnow()
-    idle = timedelta(minutes=current_app.config["IDLE_TIMEOUT_MINUTES"], seconds=_touch_seconds())
+    idle = timedelta(minutes=settings.value("IDLE_TIMEOUT_MINUTES"), seconds=_touch_seconds())
     return (row is not None and row.user_id == user.id and row.revoked_at is None
             and row.epoch == (user.session_epoch or 0) and row.last_seen_at > now - idle)
 

@@ -3,6 +3,11 @@
 Managed by admins (add, remove, import a file), every change audited. The ingest skips
 stop-listed numbers at build time (services/recipients.py, set-based against this table) and
 dispatch re-checks them with `is_stop_listed` / `stop_listed_numbers` before sending.
+
+The Master workspace's stop-list is installation-wide: every workspace honours it like its own
+(`owners(workspace_id)` — the ingest, the dispatch re-check and Trigger pushes all ask it). A
+workspace's members are told that a number is blocked installation-wide (`blocked_where`), never
+which Master entry (reason, date, id) blocked it.
 """
 import re
 
@@ -11,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 import audit
 from extensions import db
 from models.recipients import StopListEntry
+from models.workspaces import MASTER_SLUG, Workspace
 from services.errors import DomainError, NotFound
 from services.numbers import BadNumber, ctn_hash, ctn_hasher, hash_key, mask_number, normalise_number, parse_search
 
@@ -128,15 +134,37 @@ def count(workspace):
                               .filter_by(workspace_id=workspace.id)).scalar()
 
 
+def master_id() -> int | None:
+    """The Master workspace's id (created by migration 0001)."""
+    return db.session.execute(db.select(Workspace.id).filter_by(slug=MASTER_SLUG)).scalar()
+
+
+def owners(workspace_id):
+    """The stop-lists a workspace honours: its own and the Master one."""
+    master = master_id()
+    return [workspace_id] if master in (None, workspace_id) else [workspace_id, master]
+
+
 def is_stop_listed(workspace_id, number):
-    return db.session.execute(db.select(StopListEntry.id).filter_by(workspace_id=workspace_id, number=number)
-                              ).first() is not None
+    return db.session.execute(db.select(StopListEntry.id).where(
+        StopListEntry.workspace_id.in_(owners(workspace_id)), StopListEntry.number == number)).first() is not None
+
+
+def blocked_where(workspace, raw_number):
+    """'workspace' (on its own list), 'installation' (only on the Master list) or None. Says nothing
+    else about the Master entry."""
+    number = _normalise(raw_number)
+    if db.session.execute(db.select(StopListEntry.id).filter_by(workspace_id=workspace.id, number=number)).first():
+        return "workspace"
+    if is_stop_listed(workspace.id, number):
+        return "installation"
+    return None
 
 
 def stop_listed_numbers(workspace_id, numbers):
-    """Which of `numbers` (a batch, e.g. a dispatch batch) are on the workspace's stop-list."""
+    """Which of `numbers` (a batch, e.g. a dispatch batch) are on the workspace's or the Master stop-list."""
     numbers = list(numbers)
     if not numbers:
         return set()
     return set(db.session.execute(db.select(StopListEntry.number).where(
-        StopListEntry.workspace_id == workspace_id, StopListEntry.number.in_(numbers))).scalars())
+        StopListEntry.workspace_id.in_(owners(workspace_id)), StopListEntry.number.in_(numbers))).scalars())

@@ -19,7 +19,7 @@ from sqlalchemy import update
 import audit
 from extensions import affected_rows, db
 from models import RecoveryCode, UserTotp, utcnow
-from services import lockout, passwords
+from services import lockout, passwords, settings
 from services.errors import DomainError
 
 RECOVERY_CODES = 10
@@ -37,7 +37,7 @@ def totp_min_password_length():
 
 def required_for(user):
     """Does the installation require a second factor of this user (admins and super admins)?"""
-    if not current_app.config["TOTP_REQUIRED_FOR_ADMINS"]:
+    if not settings.value("TOTP_REQUIRED_FOR_ADMINS"):
         return False
     return bool(user.is_superadmin or any(m.role == "admin" for m in user.memberships))
 
@@ -189,7 +189,7 @@ def disable(user, password, code, new_password=None):
     if lockout.check_for(user.id, lambda: verify(user, code), purpose="turn off two-step sign-in") is None:
         raise DomainError("Enter a current code from your authenticator app, or an unused recovery code.",
                           code="totp_wrong_code")
-    min_length = current_app.config["PASSWORD_MIN_LENGTH"]
+    min_length = settings.value("PASSWORD_MIN_LENGTH")
     changed_password = False
     if len(password) < min_length or new_password:
         if not new_password:

@@ -41,6 +41,12 @@ def get_by_slug(slug):
     return workspace
 
 
+def master():
+    """The Master workspace (migration 0001): where super admins land; its stop-list is installation-wide."""
+    return db.session.execute(
+        db.select(Workspace).filter_by(is_master=True).order_by(Workspace.id).limit(1)).scalar_one()
+
+
 def create_workspace(slug, name, timezone="UTC", sending_window="00:00-24:00"):
     slug = (slug or "").strip().lower()
     if not SLUG_RE.match(slug):

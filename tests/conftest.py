@@ -117,6 +117,7 @@ def _isolated(app, tmp_path):
     from audit.store import AuditStore
 
     saved_config = dict(app.config)  # a test may change settings; the next one starts from these
+    app.extensions.pop("mc_settings_cache", None)  # run-time settings read afresh (services/settings.py)
     app.config["AUDIT_FALLBACK_PATH"] = str(tmp_path / "audit-fallback.jsonl")
     app.extensions["mc_audit"] = AuditStore(mongo_uri=None, embedded_dir=str(tmp_path / "audit"),
                                             fallback_path=app.config["AUDIT_FALLBACK_PATH"])

@@ -28,7 +28,8 @@ def api_error(status, code, message, fields=None):
     return jsonify({"error": error}), status
 
 
-def api_route(action):
+def api_route(action, *, superadmin_only=False):
+    """`superadmin_only`: installation endpoints (no workspace role suffices; declared `api:None`)."""
     if action is not None and action not in permissions.PERMISSIONS:
         raise KeyError(f"unknown permission {action!r}")
 
@@ -48,6 +49,8 @@ def api_route(action):
             superadmin = row.user.is_superadmin
             if g.membership is None and not superadmin:
                 return api_error(403, "forbidden", "The token's owner is no longer a member of its workspace.")
+            if superadmin_only and not superadmin:
+                return api_error(403, "forbidden", "Only a super admin's token may use this endpoint.")
             if action and not permissions.allowed(action, g.membership, superadmin=superadmin):
                 return api_error(403, "forbidden", f"Your role may not use this endpoint ({action}).")
             try:
@@ -74,6 +77,7 @@ from blueprints.api import campaigns  # noqa: E402
 from blueprints.api import trigger  # noqa: E402
 from blueprints.api import exports  # noqa: E402
 from blueprints.api import evidence  # noqa: E402
+from blueprints.api import admin  # noqa: E402
 # isort: on
 
-API_MODULES = (core, uploads, senders, moderation, campaigns, trigger, exports, evidence)
+API_MODULES = (core, uploads, senders, moderation, campaigns, trigger, exports, evidence, admin)

@@ -151,6 +151,7 @@ def test_pages_have_no_serious_axe_violations(stack, new_context, a11y_workspace
     for key, path in (("superadmin workspaces", "/admin/"), ("superadmin outbox", "/admin/outbox"),
                       ("superadmin audit log", "/admin/audit"), ("superadmin overview", "/admin/overview"),
                       ("superadmin diagnostics", "/admin/diagnostics"), ("superadmin account", "/account"),
+                      ("superadmin system settings", "/admin/settings"),
                       ("superadmin workspace overview", f"{w}/")):
         root.goto(path)
         audit.check(root, key)

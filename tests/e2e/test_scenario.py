@@ -62,6 +62,16 @@ def test_operator_day(stack, new_context, tmp_path):
     # --- Super admin: a workspace and three invitations ---------------------------------------------------
     admin = new_context().new_page()
     sign_in(admin, ADMIN_EMAIL, ADMIN_PASSWORD)
+    # Super admins land in the Master workspace; the system settings are one click away.
+    expect(admin.get_by_role("heading", name="The Master workspace")).to_be_visible()
+    admin.get_by_role("link", name="System settings").click()
+    expect(admin.get_by_role("heading", name="System settings")).to_be_visible()
+    row = admin.locator("#setting-LOCKOUT_SECONDS")
+    row.get_by_label("New value for LOCKOUT_SECONDS").fill("120")
+    row.get_by_role("button", name="Save").click()
+    expect(flash(admin)).to_contain_text("LOCKOUT_SECONDS saved")
+    expect(admin.locator("#setting-LOCKOUT_SECONDS")).to_contain_text("database")
+    shot(admin, "admin-settings")
     admin.goto("/admin/")
     expect(admin.get_by_role("heading", name="All workspaces")).to_be_visible()
     shot(admin, "admin-workspaces")

@@ -36,7 +36,7 @@ def test_create_superadmin(cli, client, audit_events):
     assert event["object_id"] == str(root.id) and event["after"] == {"email": "root@example.com",
                                                                      "is_superadmin": True}
     assert client.login("root@example.com", "root password for ops").status_code == 302
-    assert client.get("/").headers["Location"].endswith("/admin/")
+    assert client.get("/").headers["Location"].endswith("/w/master/")  # super admins land in Master
 
 
 def test_create_superadmin_refuses_bad_input(cli):

@@ -312,3 +312,37 @@ def test_0008_dispatch_under_faults_upgrades_and_downgrades_with_data(app):
     finally:
         db.session.remove()
         upgrade()
+
+
+def test_0015_settings_and_quotas_upgrade_and_downgrade_with_data(app):
+    """0015 adds system_settings, the two workspace quota columns and the daily_sent day index; down
+    to 0008 and back keeps workspaces, their members and campaigns (no table is re-created)."""
+    from models import SystemSetting, utcnow
+    from services import quotas
+    from tests.campaign_factories import make_campaign
+    from tests.factories import make_user, make_workspace
+
+    ws = make_workspace("quota")
+    author = make_user("quota@example.com", workspace=ws, role="admin")
+    make_campaign(ws, author, name="kept")
+    quotas.set_quota("quota", daily_messages=100, max_recipients_per_campaign=5)
+    db.session.add(SystemSetting(key="LOCKOUT_SECONDS", value="90", updated_at=utcnow(), updated_by=author.id))
+    db.session.commit()
+    db.session.remove()
+    try:
+        downgrade(revision="0008")
+        assert "system_settings" not in inspect(db.engine).get_table_names()
+        assert "quota_daily_messages" not in {c["name"] for c in inspect(db.engine).get_columns("workspaces")}
+        assert db.session.execute(text("SELECT count(*) FROM memberships m JOIN workspaces w "
+                                       "ON w.id = m.workspace_id WHERE w.slug = 'quota'")).scalar() == 1
+        assert db.session.execute(text("SELECT name FROM campaigns")).scalar() == "kept"
+        db.session.remove()
+        upgrade()
+        row = db.session.execute(text("SELECT quota_daily_messages, quota_max_recipients FROM workspaces "
+                                      "WHERE slug = 'quota'")).one()
+        assert tuple(row) == (None, None)
+        assert db.session.execute(text("SELECT count(*) FROM system_settings")).scalar() == 0
+        assert "ix_daily_sent_day" in {i["name"] for i in inspect(db.engine).get_indexes("daily_sent")}
+    finally:
+        db.session.remove()
+        upgrade()
