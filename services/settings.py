@@ -27,7 +27,7 @@ from services.errors import DomainError
 log = logging.getLogger("mc.settings")
 CACHE_KEY = "mc_settings_cache"
 # Shown only as "set" / "not set" (and any future *_PASSWORD, *_TOKEN, *_SECRET setting).
-SECRET_SUFFIXES = ("SECRET_KEY", "CTN_HASH_KEY", "_PASSWORD", "_TOKEN", "_SECRET")
+SECRET_SUFFIXES = ("SECRET_KEY", "CTN_HASH_KEY", "AUDIT_SEAL_KEY", "_PASSWORD", "_TOKEN", "_SECRET")
 URL_SETTINGS = ("SQLALCHEMY_DATABASE_URI", "REDIS_URL", "MONGO_URI", "RATELIMIT_STORAGE_URI")
 
 
