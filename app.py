@@ -12,7 +12,7 @@ from werkzeug.routing import IntegerConverter
 from blueprints import CSP
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
-from services import private_files
+from services import private_files, timefmt
 from services.errors import DomainError, Forbidden, NotFound
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -165,6 +165,23 @@ def _register_request_hooks(app):
 
     for processor in (template_helpers, gdpr_helpers, export_helpers):
         app.context_processor(processor)
+    _register_time_filters(app)
+
+
+def _page_zone():
+    """The time zone pages show times in: the current workspace's, else UTC (issue 17)."""
+    workspace = g.get("workspace")
+    return getattr(workspace, "timezone", None) or "UTC"
+
+
+def _register_time_filters(app):
+    """Jinja filters over services/timefmt.py: every page writes times through these (macros.html `when`)."""
+    app.add_template_filter(timefmt.html_datetime, "html_datetime")
+    app.add_template_filter(lambda dt, **kw: timefmt.clock(dt, _page_zone(), **kw), "localclock")
+    app.add_template_filter(lambda dt: timefmt.relative(dt), "relative")
+    app.add_template_filter(lambda dt: timefmt.day_clock(dt, _page_zone()), "dayclock")
+    app.add_template_filter(timefmt.duration, "duration")
+    app.add_template_global(lambda: timefmt.zone_label(_page_zone()), "page_zone")
 
 
 def _wants_json():
