@@ -71,6 +71,12 @@ class Campaign(Model):
     delivered_count = db.Column(db.BigInteger, nullable=False, default=0)
     failed_count = db.Column(db.BigInteger, nullable=False, default=0)
     inflight_count = db.Column(db.BigInteger, nullable=False, default=0)
+    # Recipients whose Spread day passed unsent (issue 17): final, never sent.
+    expired_count = db.Column(db.BigInteger, nullable=False, default=0, server_default="0")
+    # "Send again to failed numbers": the finished campaign this draft retries, and which failures
+    # (services/retry.py). No foreign key: the original may be deleted; the link then names a gone id.
+    retry_of_id = db.Column(db.Integer, index=True)
+    retry_which = db.Column(db.String(10))
 
     author = db.relationship("User", foreign_keys=[author_id])
     moderated_by = db.relationship("User", foreign_keys=[moderated_by_id])

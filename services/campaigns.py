@@ -21,7 +21,7 @@ from models import Campaign, Membership, Upload, utcnow
 from models.states import CampaignStatus as S
 from models.states import Mode, RevisionState
 from models.states import Moderation as M
-from services import approval, contributors, permissions
+from services import approval, contributors, permissions, schedule
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.moderation_rules import ensure_may_decide
 from services.queues import JobNames, enqueue_job
@@ -49,25 +49,35 @@ class Transition:
     extra: dict = field(default_factory=dict)
 
 
-def _after_build(campaign):
+def _after_build(campaign, now):
     # Ingest finished: a draft goes back to the wizard; a submitted campaign waits for moderation.
     return S.PENDING if campaign.submitted_at else S.NEW
 
 
-def _after_failed_build(campaign):
+def _after_failed_build(campaign, now):
     # A bad file changes nothing for a draft: it goes back to the wizard with the job error.
     return S.FAILED if campaign.submitted_at else S.NEW
 
 
-def _after_approval(campaign):
+def _after_approval(campaign, now):
     # OnDemand and Trigger start at once when auto-start is on; OnTime and Spread wait for their
-    # start (the dispatch tick starts them); without auto-start everything waits for a manual Start.
-    if campaign.auto_start and campaign.mode in (Mode.ON_DEMAND, Mode.TRIGGER):
+    # start (the dispatch tick starts them) or start at once when approved late but still inside
+    # their window (services/schedule.py) — past it they are Expired; without auto-start everything
+    # waits for a manual Start.
+    if schedule.window_over(campaign, now):
+        return S.EXPIRED
+    if campaign.auto_start and (campaign.mode in (Mode.ON_DEMAND, Mode.TRIGGER) or not schedule.not_yet(campaign, now)):
         return S.SENDING
     return S.PENDING
 
 
-def _after_submit(campaign):
+def _after_start(campaign, now):
+    # OnTime holds its time (issue 17): a Start before start_at (or a Spread's first day) schedules
+    # the campaign — it stays Pending with auto-start on, and the tick starts it on time.
+    return S.PENDING if schedule.not_yet(campaign, now) else S.SENDING
+
+
+def _after_submit(campaign, now):
     return S.BUILDING if campaign.mode == Mode.SPREAD else S.PENDING
 
 
@@ -80,7 +90,7 @@ TRANSITIONS = {
                           who="moderator", label="Approve"),
     "reject": Transition(frozenset({S.PENDING}), S.NEW, frozenset({M.AWAITING}), M.REJECTED,
                          who="moderator", label="Reject"),
-    "start": Transition(frozenset({S.PENDING}), S.SENDING, frozenset({M.APPROVED}), label="Start"),
+    "start": Transition(frozenset({S.PENDING}), _after_start, frozenset({M.APPROVED}), label="Start"),
     "pause": Transition(frozenset({S.SENDING}), S.PAUSED, frozenset({M.APPROVED}), label="Pause"),
     # Dispatch stops a campaign the Core keeps refusing (circuit breaker, give-up); pause_reason says why.
     "system_pause": Transition(frozenset({S.SENDING}), S.PAUSED, frozenset({M.APPROVED}), who="system"),
@@ -106,7 +116,7 @@ def _state(campaign):
             "archived": campaign.archived_at is not None}
 
 
-def check(campaign, event):  # noqa: C901 — issue 16: to split
+def check(campaign, event, now=None):  # noqa: C901 — issue 16: to split
     """Raise IllegalTransition unless the table allows `event` from the campaign's current state."""
     rule = TRANSITIONS.get(event)
     if rule is None:
@@ -136,7 +146,17 @@ def check(campaign, event):  # noqa: C901 — issue 16: to split
         problems = submit_problems(campaign)
         if problems:
             raise IllegalTransition("Not ready to submit: " + " ".join(problems))
+    if event == "start":
+        _check_start(campaign, now)
     return rule
+
+
+def _check_start(campaign, now):
+    """A Start that would do nothing, or come too late, is refused with the reason."""
+    if schedule.window_over(campaign, now):
+        raise IllegalTransition("Its start window has passed; the campaign expires. Clone it to send it again.")
+    if schedule.not_yet(campaign, now) and campaign.auto_start:
+        raise IllegalTransition(f"Already scheduled: it {schedule.start_phrase(campaign, now) or 'starts on time'}.")
 
 
 def submit_problems(campaign):  # noqa: C901 — issue 16: to split
@@ -190,20 +210,21 @@ def _already_decided(campaign):
                     code="already_decided")
 
 
-def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901 — issue 16: to split
-    """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict."""
+def apply(campaign, event, *, actor=None, note=None, values=None, now=None):  # noqa: C901 — issue 16: to split
+    """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict.
+    `now` (UTC) is the clock the schedule is judged by (tests and the tick pass theirs)."""
     if event == "clone":
         raise IllegalTransition("Cloning makes a new campaign; use services.campaign_drafts.clone().")
-    rule = check(campaign, event)
+    now = now or utcnow()
+    rule = check(campaign, event, now)
     before = _state(campaign)
-    now = utcnow()
     changes = dict(values or {})
     if event == "archive":
         changes["archived_at"] = now
     elif event == "restore":
         changes["archived_at"] = None
     else:
-        target = rule.target(campaign) if callable(rule.target) else rule.target
+        target = rule.target(campaign, now) if callable(rule.target) else rule.target
         if target is not None:
             changes["status"] = target
             if target == S.SENDING and campaign.started_at is None:
@@ -221,6 +242,8 @@ def apply(campaign, event, *, actor=None, note=None, values=None):  # noqa: C901
         changes.update(moderated_by_id=actor.id, moderated_at=now, moderation_note=note)
     if event == "reject":
         changes["submitted_at"] = None
+    if event == "start" and changes.get("status") == S.PENDING:
+        changes["auto_start"] = True  # scheduled: the tick starts it at its time
     if event in ("pause", "resume"):
         changes["pause_reason"] = None  # a system pause's reason ends with the operator's Resume
     changes["updated_at"] = now

@@ -107,7 +107,8 @@ def channels_tps(health):
 def core_error_in_words(exc):
     """A failed Core call in a few words that fit a card ("connection refused"), from the
     exception chain; the raw text stays in `error` for super admins."""
-    seen, cause = [], exc
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
     while cause is not None and len(seen) < 10:
         seen.append(cause)
         cause = cause.__cause__ or cause.__context__

@@ -115,7 +115,7 @@ def test_diagnostics_page_shows_every_signal(sim, client, world, live_worker):
                  "Periodic jobs", "Client certificate", "valid for"):
         assert text in html, text
     assert re.search(r"[\d.]+ (KiB|MiB|GiB|TiB) free of [\d.]+ (GiB|TiB)", html)  # sizes a person reads
-    assert re.search(r"Checked \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", html)
+    assert re.search(r"Checked <time datetime=\"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time>", html)
     schema = diagnostics.schema_status()
     assert schema["ok"] and schema["heads"] == schema["database"]
 
