@@ -9,7 +9,7 @@ from models.states import CampaignStatus as S
 from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
-from services import contributors, dispatch, exports, segments, smpp_codes
+from services import contributors, dispatch, exports, schedule, segments, smpp_codes
 from services.errors import DomainError, NotFound
 
 TABS = {"recipients": "Recipients", "job-errors": "Job errors", "message-errors": "Message errors",
@@ -54,7 +54,8 @@ def detail(campaign_id):
                "problems": lifecycle.submit_problems(campaign) if campaign.status == S.NEW else [],
                "author_active": lifecycle.author_is_active_member(campaign),
                "job_error_count": job_error_count, "message_error_count": message_error_count,
-               "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign)}
+               "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign),
+               "starts": schedule.start_phrase(campaign) if campaign.status == S.PENDING else None}
     context["exports"] = _exports(campaign)
     if tab == "recipients":
         try:
@@ -103,6 +104,8 @@ SUCCESS = {
 def _approved_message(campaign):
     if campaign.status == S.SENDING:
         return "Approved: it is sending now."
+    if campaign.status == S.EXPIRED:
+        return "Approved too late: its start window had passed, so it expired. Clone it to send it again."
     if not campaign.auto_start:
         return "Approved. Auto-start is off: the author starts it with Start."
     return "Approved: it starts at its scheduled time."
@@ -135,6 +138,8 @@ def act(campaign_id, action):
                                 step=result.wizard_step))
     if action == "approve":
         flash(_approved_message(result), "success")
+    elif action == "start" and result.status == S.PENDING:
+        flash(f"Scheduled: it {schedule.start_phrase(result)}. Nothing is sent before.", "success")
     elif action == "submit" and result.status == S.BUILDING:
         flash("Submitted. Recipients are being assigned to the days of the window; then it goes to the "
               "moderation queue.", "success")
