@@ -23,7 +23,7 @@ def _hm(value):
     return hours, minutes
 
 
-def _local_at(day, hhmm, tz):
+def local_at(day, hhmm, tz):
     """The UTC instant of local `hhmm` on `day` ("24:00" = the next midnight)."""
     hours, minutes = _hm(hhmm)
     extra = timedelta(days=1) if hours >= 24 else timedelta(0)
@@ -34,7 +34,7 @@ def _local_at(day, hhmm, tz):
 def window_bounds(workspace, day):
     """(start, end) in UTC of the workspace's sending window on local `day`."""
     tz = timefmt.zone(workspace.timezone)
-    return _local_at(day, workspace.window_start, tz), _local_at(day, workspace.window_end, tz)
+    return local_at(day, workspace.window_start, tz), local_at(day, workspace.window_end, tz)
 
 
 def today(workspace, now=None):
@@ -86,7 +86,7 @@ def start_phrase(campaign, now=None):
         at = campaign.start_at
     elif campaign.mode == Mode.SPREAD and not_yet(campaign, now) and campaign.spread_first_day:
         at = max(window_bounds(campaign.workspace, campaign.spread_first_day)[0],
-                 _local_at(campaign.spread_first_day, "00:00", timefmt.zone(campaign.workspace.timezone)))
+                 local_at(campaign.spread_first_day, "00:00", timefmt.zone(campaign.workspace.timezone)))
     else:
         return None
     tz_name = campaign.workspace.timezone

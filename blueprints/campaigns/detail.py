@@ -9,7 +9,7 @@ from models.states import CampaignStatus as S
 from services import campaign_drafts as drafts
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
-from services import contributors, dispatch, exports, schedule, segments, smpp_codes
+from services import contributors, dispatch, exports, retry, schedule, segments, smpp_codes
 from services.errors import DomainError, NotFound
 
 TABS = {"recipients": "Recipients", "job-errors": "Job errors", "message-errors": "Message errors",
@@ -55,7 +55,8 @@ def detail(campaign_id):
                "author_active": lifecycle.author_is_active_member(campaign),
                "job_error_count": job_error_count, "message_error_count": message_error_count,
                "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign),
-               "starts": schedule.start_phrase(campaign) if campaign.status == S.PENDING else None}
+               "starts": schedule.start_phrase(campaign) if campaign.status == S.PENDING else None,
+               "retry_counts": _retry_counts(campaign)}
     context["exports"] = _exports(campaign)
     if tab == "recipients":
         try:
@@ -79,6 +80,37 @@ def detail(campaign_id):
     else:
         context["events"] = queries.audit_events(campaign)
     return render_template("campaigns/detail.html", **context)
+
+
+def _retry_counts(campaign):
+    """{class: count} for "Send again to failed numbers", when this user may do it here (else None)."""
+    if campaign.status not in retry.RETRYABLE or campaign.archived_at is not None or not can("campaigns.create") \
+            or not lifecycle.is_owner_or_manager(campaign, g.membership, current_user):
+        return None
+    return retry.counts(campaign)
+
+
+@bp.post("/<int:campaign_id>/retry")
+@workspace_route("campaigns.view")
+def retry_failed(campaign_id):
+    """ "Send again to failed numbers": a new draft with the chosen class of failed recipients."""
+    if not ActionForm().validate():
+        flash("The form expired; reload the page and try again.", "error")
+        return redirect(_detail_url(campaign_id))
+    try:
+        draft, n = retry.retry_failed(g.workspace, campaign_id, request.form.get("which"), g.membership,
+                                      current_user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(_detail_url(campaign_id))
+    notes = getattr(draft, "clone_notes", [])
+    flash(f"Draft #{draft.id} holds the {n:,} {request.form.get('which')} number{'' if n == 1 else 's'} of "
+          f"campaign #{campaign_id}." + (f" To finish it: {'; '.join(notes)}." if notes else
+                                         " Check it and submit it to moderation."), "success")
+    return redirect(url_for("campaigns.wizard", slug=g.workspace.slug, campaign_id=draft.id,
+                            step=draft.wizard_step))
 
 
 def _exports(campaign):
