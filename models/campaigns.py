@@ -58,6 +58,9 @@ class Campaign(Model):
     # What the approval bound (services/approval.py): SHA-256 of the canonical JSON kept beside it.
     approval_fingerprint = db.Column(db.String(64))
     approval_basis = db.Column(db.Text)
+    # Start pressed before start_at (issue 17): the tick starts it on time. Not auto_start, which the
+    # approval fingerprint binds (services/approval.py).
+    start_requested_at = db.Column(UTCDateTime)
     started_at = db.Column(UTCDateTime)
     finished_at = db.Column(UTCDateTime)
     archived_at = db.Column(UTCDateTime)

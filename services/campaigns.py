@@ -73,7 +73,7 @@ def _after_approval(campaign, now):
 
 def _after_start(campaign, now):
     # OnTime holds its time (issue 17): a Start before start_at (or a Spread's first day) schedules
-    # the campaign — it stays Pending with auto-start on, and the tick starts it on time.
+    # the campaign — it stays Pending with start_requested_at set, and the tick starts it on time.
     return S.PENDING if schedule.not_yet(campaign, now) else S.SENDING
 
 
@@ -155,7 +155,7 @@ def _check_start(campaign, now):
     """A Start that would do nothing, or come too late, is refused with the reason."""
     if schedule.window_over(campaign, now):
         raise IllegalTransition("Its start window has passed; the campaign expires. Clone it to send it again.")
-    if schedule.not_yet(campaign, now) and campaign.auto_start:
+    if schedule.not_yet(campaign, now) and (campaign.auto_start or campaign.start_requested_at):
         raise IllegalTransition(f"Already scheduled: it {schedule.start_phrase(campaign, now) or 'starts on time'}.")
 
 
@@ -243,7 +243,7 @@ def apply(campaign, event, *, actor=None, note=None, values=None, now=None):  # 
     if event == "reject":
         changes["submitted_at"] = None
     if event == "start" and changes.get("status") == S.PENDING:
-        changes["auto_start"] = True  # scheduled: the tick starts it at its time
+        changes["start_requested_at"] = now  # scheduled: the tick starts it at its time
     if event in ("pause", "resume"):
         changes["pause_reason"] = None  # a system pause's reason ends with the operator's Resume
     changes["updated_at"] = now

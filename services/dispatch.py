@@ -593,12 +593,14 @@ def finish_if_complete(campaign_id):
 # --- the periodic tick ---------------------------------------------------------------------
 
 def start_due_campaigns(now=None):
-    """OnTime at start_at, Spread on its first day: approved, auto-start campaigns waiting in Pending
+    """OnTime at start_at, Spread on its first day: approved campaigns waiting in Pending with auto-start
+    or a Start pressed early (start_requested_at)
     (services/schedule.py decides; one whose start window has passed is left to expire_overdue)."""
     now = now or utcnow()
     started = []
     waiting = db.session.scalars(select(Campaign).where(
-        Campaign.status == S.PENDING, Campaign.moderation == M.APPROVED, Campaign.auto_start.is_(True),
+        Campaign.status == S.PENDING, Campaign.moderation == M.APPROVED,
+        Campaign.auto_start.is_(True) | Campaign.start_requested_at.isnot(None),
         Campaign.archived_at.is_(None), Campaign.mode.in_((Mode.ON_TIME, Mode.SPREAD))))
     for campaign in list(waiting):
         if not schedule.not_yet(campaign, now) and not schedule.window_over(campaign, now):

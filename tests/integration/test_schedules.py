@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from coresim.testing import sim_session, start_core
 from extensions import db
 from models import Campaign, Recipient, utcnow
+from services import approval, dispatch, schedule, spread
 from services import campaigns as lifecycle
-from services import dispatch, schedule, spread
 from services.errors import DomainError
 from tests.campaign_factories import add_recipients, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
@@ -85,7 +85,8 @@ def test_start_before_start_at_schedules_and_the_tick_starts_it_on_time(core, si
 
     lifecycle.apply(campaign, "start", actor=author, now=pressed)
     campaign = fresh(campaign.id)
-    assert (campaign.status, campaign.auto_start, campaign.started_at) == ("Pending", True, None)
+    assert (campaign.status, campaign.start_requested_at, campaign.started_at) == ("Pending", pressed, None)
+    assert approval.verify_for_dispatch(campaign.id)  # scheduling changes nothing the moderator approved
     assert schedule.start_phrase(campaign, pressed) == "starts at 14:00 Europe/Berlin, in 3 h"
     with pytest.raises(DomainError, match="Already scheduled"):  # a second Start changes nothing
         lifecycle.apply(campaign, "start", actor=author, now=pressed)
@@ -96,6 +97,7 @@ def test_start_before_start_at_schedules_and_the_tick_starts_it_on_time(core, si
     assert accepted(sim, core) == 0 and fresh(campaign.id).sent_count == 0
 
     assert dispatch.start_due_campaigns(now=start_at) == [campaign.id]
+    assert approval.verify_for_dispatch(campaign.id)  # the job's check before dispatching
     dispatch.dispatch_campaign(campaign.id, now=start_at)
     campaign = fresh(campaign.id)
     assert campaign.status == "Sending" and campaign.started_at == start_at
@@ -174,7 +176,8 @@ def test_the_page_says_when_a_scheduled_campaign_starts(client, app, world):
     local = start_at.astimezone(BERLIN)
     assert f"at {local:%H:%M} Europe/Berlin, in 3 h" in html
     campaign = fresh(campaign.id)
-    assert campaign.status == "Pending" and campaign.auto_start
+    assert campaign.status == "Pending" and campaign.start_requested_at is not None
+    assert approval.verify_for_dispatch(campaign.id)
     assert f'campaigns/{campaign.id}/start"' not in html  # scheduled: no second Start
 
 
