@@ -20,7 +20,7 @@ from cli import register_cli
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
 from models import User, utcnow
-from services import private_files, settings
+from services import private_files, settings, timefmt
 from services.errors import DomainError, Forbidden, NotFound
 from services.passwords import SignInBusy
 
@@ -174,6 +174,23 @@ def _register_request_hooks(app):
 
     for processor in (template_helpers, gdpr_helpers, export_helpers):
         app.context_processor(processor)
+    _register_time_filters(app)
+
+
+def _page_zone():
+    """The time zone pages show times in: the current workspace's, else UTC (issue 17)."""
+    workspace = g.get("workspace")
+    return getattr(workspace, "timezone", None) or "UTC"
+
+
+def _register_time_filters(app):
+    """Jinja filters over services/timefmt.py: every page writes times through these (macros.html `when`)."""
+    app.add_template_filter(timefmt.html_datetime, "html_datetime")
+    app.add_template_filter(lambda dt, **kw: timefmt.clock(dt, _page_zone(), **kw), "localclock")
+    app.add_template_filter(lambda dt: timefmt.relative(dt), "relative")
+    app.add_template_filter(lambda dt: timefmt.day_clock(dt, _page_zone()), "dayclock")
+    app.add_template_filter(timefmt.duration, "duration")
+    app.add_template_global(lambda: timefmt.zone_label(_page_zone()), "page_zone")
 
 
 def _wants_json():

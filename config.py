@@ -39,6 +39,7 @@ def load_config(overrides=None, env=None):
 
     data_dir = os.path.abspath(overrides.get("MC_DATA_DIR") or env.get("MC_DATA_DIR") or "instance")
     production = _bool(env.get("MC_PRODUCTION"), False) or env.get("FLASK_ENV") == "production"
+    core_port = _int(env, "CORE_PORT", 8443)
 
     cfg = {
         "MC_DATA_DIR": data_dir,
@@ -59,7 +60,9 @@ def load_config(overrides=None, env=None):
         "AUDIT_SEAL_MINUTES": _int(env, "AUDIT_SEAL_MINUTES", 5),
         "AUDIT_SEAL_GRACE_SECONDS": _int(env, "AUDIT_SEAL_GRACE_SECONDS", 30),
         "AUDIT_SEAL_KEY": env.get("AUDIT_SEAL_KEY") or None,
-        "CORE_URL": env.get("CORE_URL") or "https://127.0.0.1:8443",
+        # The reference Core (coresim) listens on CORE_PORT; unset CORE_URL follows it (issue 17).
+        "CORE_PORT": core_port,
+        "CORE_URL": env.get("CORE_URL") or f"https://127.0.0.1:{core_port}",
         "CORE_CLIENT_CERT": env.get("CORE_CLIENT_CERT") or os.path.join(data_dir, "certs", "client.pem"),
         "CORE_CLIENT_KEY": env.get("CORE_CLIENT_KEY") or os.path.join(data_dir, "certs", "client.key"),
         "CORE_CA": env.get("CORE_CA") or os.path.join(data_dir, "certs", "ca.pem"),

@@ -5,19 +5,24 @@ from flask import Blueprint, flash, g, jsonify, redirect, render_template, url_f
 from blueprints import flash_error
 from blueprints.access import can, superadmin_only, workspace_route
 from forms.workspaces import QuotaForm, WorkspaceSettingsForm
-from services import charts, dashboard, quotas, workspaces
+from services import charts, dashboard, quotas, timefmt, workspaces
 from services import overview as overview_service
 from services.errors import DomainError
 
 bp = Blueprint("workspace", __name__)
 
 
+def _zone():
+    return g.workspace.timezone if g.get("workspace") is not None else "UTC"
+
+
 def _render_dashboard(workspace_ids, **context):
-    data = dashboard.dashboard(workspace_ids)
+    data = dashboard.dashboard(workspace_ids, tz_name=_zone())
     return render_template("workspace/overview.html", data=data,
                            ring_svg=charts.ring(data["ring"], title="Delivery across active campaigns"),
                            funnel_svg=charts.funnel(data["funnel"]),
-                           hourly_svg=charts.hourly(data["hourly"]), **context)
+                           hourly_svg=charts.hourly(data["hourly"], zone_label=timefmt.zone_label(_zone())),
+                           **context)
 
 
 @bp.get("/w/<slug>/")
@@ -31,7 +36,7 @@ def overview():
 @bp.get("/w/<slug>/pulse.json")
 @workspace_route("workspace.view")
 def pulse():
-    return jsonify(dashboard.live_pulse([g.workspace.id]))
+    return jsonify(dashboard.live_pulse([g.workspace.id], tz_name=_zone()))
 
 
 @bp.get("/admin/overview")

@@ -63,6 +63,9 @@ class Campaign(Model):
     # What the approval bound (services/approval.py): SHA-256 of the canonical JSON kept beside it.
     approval_fingerprint = db.Column(db.String(64))
     approval_basis = db.Column(db.Text)
+    # Start pressed before start_at (issue 17): the tick starts it on time. Not auto_start, which the
+    # approval fingerprint binds (services/approval.py).
+    start_requested_at = db.Column(UTCDateTime)
     started_at = db.Column(UTCDateTime)
     finished_at = db.Column(UTCDateTime)
     archived_at = db.Column(UTCDateTime)
@@ -76,6 +79,12 @@ class Campaign(Model):
     delivered_count = db.Column(db.BigInteger, nullable=False, default=0)
     failed_count = db.Column(db.BigInteger, nullable=False, default=0)
     inflight_count = db.Column(db.BigInteger, nullable=False, default=0)
+    # Recipients whose Spread day passed unsent (issue 17): final, never sent.
+    expired_count = db.Column(db.BigInteger, nullable=False, default=0, server_default="0")
+    # "Send again to failed numbers": the finished campaign this draft retries, and which failures
+    # (services/retry.py). No foreign key: the original may be deleted; the link then names a gone id.
+    retry_of_id = db.Column(db.Integer, index=True)
+    retry_which = db.Column(db.String(10))
 
     author: Mapped[User | None] = relationship("User", foreign_keys=[author_id])
     moderated_by = db.relationship("User", foreign_keys=[moderated_by_id])

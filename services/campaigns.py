@@ -27,7 +27,7 @@ from models import Campaign, Membership, Upload, User, Workspace, utcnow
 from models.states import CampaignStatus as S
 from models.states import Mode, RevisionState
 from models.states import Moderation as M
-from services import approval, contributors, permissions
+from services import approval, contributors, permissions, schedule
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.moderation_rules import ensure_may_decide
 from services.queues import JobNames, enqueue_job
@@ -47,7 +47,7 @@ class IllegalTransition(DomainError):
 @dataclass(frozen=True)
 class Transition:
     sources: frozenset[str]
-    target: str | Callable[[Campaign], str] | None = None  # a status, None (status unchanged) or a function
+    target: str | Callable[[Campaign, datetime], str] | None = None  # a status, None (status unchanged) or a function
     moderation_from: frozenset[str] | None = None  # required current moderation, None = any
     moderation_to: str | None = None
     who: str = "owner"               # owner | moderator | system
@@ -55,25 +55,35 @@ class Transition:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _after_build(campaign: Campaign) -> str:
+def _after_build(campaign: Campaign, now: datetime) -> str:
     # Ingest finished: a draft goes back to the wizard; a submitted campaign waits for moderation.
     return S.PENDING if campaign.submitted_at else S.NEW
 
 
-def _after_failed_build(campaign: Campaign) -> str:
+def _after_failed_build(campaign: Campaign, now: datetime) -> str:
     # A bad file changes nothing for a draft: it goes back to the wizard with the job error.
     return S.FAILED if campaign.submitted_at else S.NEW
 
 
-def _after_approval(campaign: Campaign) -> str:
+def _after_approval(campaign: Campaign, now: datetime) -> str:
     # OnDemand and Trigger start at once when auto-start is on; OnTime and Spread wait for their
-    # start (the dispatch tick starts them); without auto-start everything waits for a manual Start.
-    if campaign.auto_start and campaign.mode in (Mode.ON_DEMAND, Mode.TRIGGER):
+    # start (the dispatch tick starts them) or start at once when approved late but still inside
+    # their window (services/schedule.py) — past it they are Expired; without auto-start everything
+    # waits for a manual Start.
+    if schedule.window_over(campaign, now):
+        return S.EXPIRED
+    if campaign.auto_start and (campaign.mode in (Mode.ON_DEMAND, Mode.TRIGGER) or not schedule.not_yet(campaign, now)):
         return S.SENDING
     return S.PENDING
 
 
-def _after_submit(campaign: Campaign) -> str:
+def _after_start(campaign: Campaign, now: datetime) -> str:
+    # OnTime holds its time (issue 17): a Start before start_at (or a Spread's first day) schedules
+    # the campaign — it stays Pending with start_requested_at set, and the tick starts it on time.
+    return S.PENDING if schedule.not_yet(campaign, now) else S.SENDING
+
+
+def _after_submit(campaign: Campaign, now: datetime) -> str:
     return S.BUILDING if campaign.mode == Mode.SPREAD else S.PENDING
 
 
@@ -86,7 +96,7 @@ TRANSITIONS = {
                           who="moderator", label="Approve"),
     "reject": Transition(frozenset({S.PENDING}), S.NEW, frozenset({M.AWAITING}), M.REJECTED,
                          who="moderator", label="Reject"),
-    "start": Transition(frozenset({S.PENDING}), S.SENDING, frozenset({M.APPROVED}), label="Start"),
+    "start": Transition(frozenset({S.PENDING}), _after_start, frozenset({M.APPROVED}), label="Start"),
     "pause": Transition(frozenset({S.SENDING}), S.PAUSED, frozenset({M.APPROVED}), label="Pause"),
     # Dispatch stops a campaign the Core keeps refusing (circuit breaker, give-up); pause_reason says why.
     "system_pause": Transition(frozenset({S.SENDING}), S.PAUSED, frozenset({M.APPROVED}), who="system"),
@@ -112,7 +122,7 @@ def _state(campaign: Campaign) -> dict[str, Any]:
             "archived": campaign.archived_at is not None}
 
 
-def check(campaign: Campaign, event: str) -> Transition:
+def check(campaign: Campaign, event: str, now: datetime | None = None) -> Transition:
     """Raise IllegalTransition unless the table allows `event` from the campaign's current state."""
     rule = TRANSITIONS.get(event)
     if rule is None:
@@ -129,6 +139,8 @@ def check(campaign: Campaign, event: str) -> Transition:
         problems = submit_problems(campaign)
         if problems:
             raise IllegalTransition("Not ready to submit: " + " ".join(problems))
+    if event == "start":
+        _check_start(campaign, now)
     return rule
 
 
@@ -152,6 +164,14 @@ def _check_from_state(campaign: Campaign, event: str, rule: Transition) -> None:
             raise _already_decided(campaign)
         raise IllegalTransition(f"Cannot {event} a campaign whose moderation is {campaign.moderation}; "
                                 "it needs a moderator's approval first.")
+
+
+def _check_start(campaign: Campaign, now: datetime | None) -> None:
+    """A Start that would do nothing, or come too late, is refused with the reason."""
+    if schedule.window_over(campaign, now):
+        raise IllegalTransition("Its start window has passed; the campaign expires. Clone it to send it again.")
+    if schedule.not_yet(campaign, now) and (campaign.auto_start or campaign.start_requested_at):
+        raise IllegalTransition(f"Already scheduled: it {schedule.start_phrase(campaign, now) or 'starts on time'}.")
 
 
 def submit_problems(campaign: Campaign) -> list[str]:
@@ -221,16 +241,19 @@ def _already_decided(campaign: Campaign) -> Conflict:
 
 
 def apply(campaign: Campaign, event: str, *, actor: User | None = None, note: str | None = None,
-          values: dict[str, Any] | None = None) -> Campaign:
-    """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict."""
+          values: dict[str, Any] | None = None, now: datetime | None = None) -> Campaign:
+    """Perform `event` atomically; returns the refreshed campaign. Raises IllegalTransition/Conflict.
+    `now` (UTC) is the clock the schedule is judged by (tests and the tick pass theirs)."""
     if event == "clone":
         raise IllegalTransition("Cloning makes a new campaign; use services.campaign_drafts.persistence.clone().")
-    rule = check(campaign, event)
+    now = now or utcnow()
+    rule = check(campaign, event, now)
     before = _state(campaign)
-    now = utcnow()
     changes = dict(values or {})
     changes.update(_status_changes(campaign, event, rule, now))
     changes.update(_moderation_changes(campaign, event, rule, actor, note, now))
+    if event == "start" and changes.get("status") == S.PENDING:
+        changes["start_requested_at"] = now  # scheduled: the tick starts it at its time
     if event in ("pause", "resume"):
         changes["pause_reason"] = None  # a system pause's reason ends with the operator's Resume
     changes["updated_at"] = now
@@ -267,7 +290,7 @@ def _status_changes(campaign: Campaign, event: str, rule: Transition, now: datet
     if event == "restore":
         return {"archived_at": None}
     changes: dict[str, Any] = {}
-    target = rule.target(campaign) if callable(rule.target) else rule.target
+    target = rule.target(campaign, now) if callable(rule.target) else rule.target
     if target is not None:
         changes["status"] = target
         if target == S.SENDING and campaign.started_at is None:

@@ -99,13 +99,17 @@ def funnel(rows, *, uid="funnel", title="Campaigns per lifecycle status"):
     return Markup("".join(out))
 
 
-def hourly(rows, *, uid="hourly", title="Sent and failed messages per hour, last 24 hours (UTC)"):
-    """Grouped bars per UTC hour: Sent (solid) and Failed (hatched), labelled axis and legend."""
+def hourly(rows, *, uid="hourly", title=None, zone_label="UTC"):
+    """Grouped bars per hour: Sent (solid) and Failed (hatched), labelled axis and legend. The rows'
+    hours are already in the zone named `zone_label` (the workspace's; issue 17)."""
+    title = title or f"Sent and failed messages per hour, last 24 hours ({zone_label})"
+    zone_html = escape(zone_label)
     peak = max((max(s, f) for _, s, f in rows), default=0)
     total_sent, total_failed = sum(s for _, s, _ in rows), sum(f for _, _, f in rows)
     busiest = max(rows, key=lambda r: r[1], default=None)
     desc = (f"Over 24 hours: {_fmt(total_sent)} sent, {_fmt(total_failed)} failed."
-            + (f" Busiest hour {busiest[0]:%H}:00 UTC with {_fmt(busiest[1])} sent." if busiest and busiest[1] else "")
+            + (f" Busiest hour {busiest[0]:%H}:00 {zone_label} with {_fmt(busiest[1])} sent."
+               if busiest and busiest[1] else "")
             + " Per hour (sent/failed): " + ", ".join(f"{h:%H}h {_fmt(s)}/{_fmt(f)}" for h, s, f in rows) + ".")
     width, height, left, top, bottom = 720, 230, 56, 30, 40
     plot_w, plot_h = width - left - 10, height - top - bottom
@@ -125,7 +129,7 @@ def hourly(rows, *, uid="hourly", title="Sent and failed messages per hour, last
             h = plot_h * value / scale if peak else 0
             out.append(f'<rect x="{x + j * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" '
                        f'height="{h:.1f}" fill="url(#{uid}-{_slug(name)})">'
-                       f'<title>{hour:%H}:00 UTC — {name}: {_fmt(value)}</title></rect>')
+                       f'<title>{hour:%H}:00 {zone_html} — {name}: {_fmt(value)}</title></rect>')
         if i % 3 == 0 or i == len(rows) - 1:
             out.append(f'<text x="{x + bar_w:.1f}" y="{height - bottom + 16}" text-anchor="middle" '
                        f'class="chart-axis">{hour:%H}h</text>')

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from extensions import db, redis_connection
 from models import Campaign, HourlyStat, User, Workspace, utcnow
 from models.campaigns import STATUSES
-from services import pulse
+from services import pulse, timefmt
 from services.diagnostics import core_status
 
 ACTIVE = ("Sending", "Paused")          # dispatch in progress: the ring and "active" tile
@@ -99,7 +99,7 @@ def top_authors(workspace_ids=None, now=None, limit=5):
     return [{"user": users.get(r[0]), "campaigns": int(r[1]), "sent": int(r[2])} for r in rows]
 
 
-def live_pulse(workspace_ids=None, include_core=True):
+def live_pulse(workspace_ids=None, include_core=True, tz_name=None):
     """In flight (counters), the last minute's sent/delivered/failed (Redis) and the Core's status."""
     stmt = select(func.coalesce(func.sum(Campaign.inflight_count), 0)).where(Campaign.status.in_(ACTIVE))
     inflight = int(db.session.scalar(_scope(stmt, Campaign.workspace_id, workspace_ids)) or 0)
@@ -114,6 +114,7 @@ def live_pulse(workspace_ids=None, include_core=True):
            "failed_last_minute": minute["failed"], "pulse_available": pulse_ok,
            "delivery_rate": round(100.0 * minute["delivered"] / final, 1) if final else None,
            "at": utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")}
+    out["at_local"] = timefmt.clock(out["at"], tz_name, seconds=True)  # the page's "as of" (issue 17)
     if include_core:
         core = core_status()
         out["core"] = {"ok": core["ok"], "status": core["status"], "latency_ms": core["latency_ms"],
@@ -155,8 +156,10 @@ def cached_campaign_figures(workspace_ids=None):
     return figures
 
 
-def dashboard(workspace_ids=None):
-    """Everything the Overview page shows (workspace_ids=None: every workspace)."""
+def dashboard(workspace_ids=None, tz_name=None):
+    """Everything the Overview page shows (workspace_ids=None: every workspace); the hours and the
+    Live Pulse's "as of" in the zone `tz_name` (the workspace's; None = UTC)."""
     figures = cached_campaign_figures(workspace_ids)
-    figures["hourly"] = [(datetime.fromisoformat(hour), sent, failed) for hour, sent, failed in figures["hourly"]]
-    return {**figures, "pulse": live_pulse(workspace_ids)}
+    figures["hourly"] = [(timefmt.local(datetime.fromisoformat(hour), tz_name), sent, failed)
+                         for hour, sent, failed in figures["hourly"]]
+    return {**figures, "pulse": live_pulse(workspace_ids, tz_name=tz_name)}

@@ -28,7 +28,7 @@ from sqlalchemy import func, select, text
 
 import audit
 from extensions import db, redis_connection
-from gateway import SCHEMA_VERSION, CoreError
+from gateway import SCHEMA_VERSION, CoreError, CoreTLSError, CoreUnavailable
 from models import Campaign, Upload
 from models.states import Mode
 from services import audit_seals, core_probe, settings
@@ -57,20 +57,60 @@ def worst(items):
 def probe_core():
     """Call GET /v1/health now: {ok, status, latency_ms, schema_core, schema_ours, schema_match, error}."""
     started = time.monotonic()
-    out = {"ok": False, "status": "unreachable", "latency_ms": None, "schema_core": None,
-           "schema_ours": SCHEMA_VERSION, "schema_match": None, "error": None,
+    out = {"ok": False, "status": "unreachable", "latency_ms": None, "schema_core": None, "summary": None,
+           "schema_ours": SCHEMA_VERSION, "schema_match": None, "error": None, "tps": None,
            "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    out["url"] = current_app.config["CORE_URL"]
     try:
         health = core_probe.probe_client().health()
     except (CoreError, OSError, ValueError) as exc:
         out["error"] = str(exc)[:300]
+        out["summary"] = f"unreachable at {out['url']}: {core_error_in_words(exc)}"
     else:
         out["status"] = str(health.get("status"))
         out["ok"] = out["status"] == "ok"
         out["schema_core"] = health.get("schema_version")
         out["schema_match"] = out["schema_core"] == SCHEMA_VERSION
+        out["tps"] = channels_tps(health)
     out["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
     return out
+
+
+def channels_tps(health):
+    """The Core's throughput from /v1/health: the sum of its up channels' TPS limits (None if unknown)."""
+    total = 0.0
+    for channel in (health or {}).get("channels") or []:
+        try:
+            if channel.get("up", True):
+                total += max(float(channel.get("tps_limit") or 0), 0.0)
+        except (TypeError, ValueError, AttributeError):
+            continue  # a malformed channel entry says nothing about throughput
+    return total or None
+
+
+def core_error_in_words(exc):
+    """A failed Core call in a few words that fit a card ("connection refused"), from the
+    exception chain; the raw text stays in `error` for super admins."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(seen) < 10:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text_all = " ".join(f"{type(e).__name__} {e}" for e in seen).lower()
+    if isinstance(exc, CoreTLSError) or "ssl" in text_all or "certificate" in text_all:
+        return "TLS handshake failed (client certificate or CA refused)"
+    for needle, words in (("connection refused", "connection refused"), ("connectionrefused", "connection refused"),
+                          ("name or service not known", "host name not found"),
+                          ("nodename nor servname", "host name not found"),
+                          ("temporary failure in name resolution", "host name not found"),
+                          ("timed out", "no answer in time"), ("timeout", "no answer in time"),
+                          ("no route to host", "no route to host"), ("network is unreachable", "network unreachable"),
+                          ("connection reset", "connection reset"), ("remotedisconnected", "connection closed")):
+        if needle in text_all:
+            return words
+    if isinstance(exc, CoreUnavailable) and getattr(exc, "status", None):
+        return f"answered HTTP {exc.status}"
+    return type(exc).__name__
 
 
 def core_status(max_age=CORE_CACHE_SECONDS):
@@ -223,8 +263,8 @@ def certificate_status(now=None):
 
 def public_core(core):
     """The Core probe without the exception text (which names hosts and ports)."""
-    return {k: core[k] for k in ("ok", "status", "latency_ms", "schema_core", "schema_ours", "schema_match",
-                                 "checked_at")}
+    return {k: core.get(k) for k in ("ok", "status", "latency_ms", "schema_core", "schema_ours", "schema_match",
+                                     "checked_at", "tps")}
 
 
 def workspace_report():

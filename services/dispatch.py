@@ -54,7 +54,7 @@ from models.states import CampaignStatus as S
 from models.states import Mode
 from models.states import Moderation as M
 from services import campaigns as lifecycle
-from services import core_outage, pulse, quotas, segments, smpp_codes, stoplist
+from services import core_outage, pulse, quotas, schedule, segments, smpp_codes, spread, stoplist
 from services.errors import DomainError
 
 log = logging.getLogger("mc.dispatch")
@@ -90,6 +90,8 @@ def allowance(campaign: Campaign, now: datetime | None = None, wanted: int | Non
     """How many messages this campaign may hand to the Core right now (0 = none)."""
     wanted = wanted if wanted is not None else batch_size()
     if campaign.status != S.SENDING or campaign.moderation != M.APPROVED or campaign.archived_at:
+        return 0
+    if schedule.not_yet(campaign, now):  # OnTime before start_at, Spread before its first day
         return 0
     workspace = campaign.workspace
     if respects_window(campaign) and not window_open(workspace, now):
@@ -166,17 +168,17 @@ def claim_batch(campaign_id: int, now: datetime | None = None) -> int | None:
                           created_at=now, next_attempt_at=now + lease())
     db.session.add(batch)
     db.session.flush()
-    spread = ""
+    spread_sql = ""
     params = {"c": campaign_id, "b": batch.id, "n": size}
     if campaign.mode == Mode.SPREAD:
-        spread = " AND (spread_day IS NULL OR spread_day <= :today)"
+        spread_sql = " AND (spread_day IS NULL OR spread_day = :today)"  # only today's share (issue 17)
         params["today"] = local_now(campaign.workspace, now).date()
     skip = " FOR UPDATE SKIP LOCKED" if postgres else ""
     # A message the Core refused transiently waits for its own resubmission time (retry_at).
     params["now"] = now
     claimed = affected_rows(db.session.execute(text(
         f"UPDATE recipients SET state = 'claimed', batch_id = :b WHERE id IN ("
-        f"SELECT id FROM recipients WHERE campaign_id = :c AND state = 'queued'{spread} "
+        f"SELECT id FROM recipients WHERE campaign_id = :c AND state = 'queued'{spread_sql} "
         f"AND (retry_at IS NULL OR retry_at <= :now) "
         f"ORDER BY id LIMIT :n{skip})").bindparams(bindparam("now", type_=UTCDateTime())), params))
     if not claimed:
@@ -562,8 +564,9 @@ def _count_hour(campaign: Campaign, when: datetime, sent: int = 0, delivered: in
 
 # --- one campaign's turn ----------------------------------------------------------------------
 
-def dispatch_campaign(campaign_id: int, time_budget: float | None = None) -> int:
-    """Replay due claims, then claim and submit batches while the allowance lasts (bounded in time)."""
+def dispatch_campaign(campaign_id: int, time_budget: float | None = None, now: datetime | None = None) -> int:
+    """Replay due claims, then claim and submit batches while the allowance lasts (bounded in time).
+    `now` (UTC) is the clock the allowance is judged by (tests pass theirs; default: the clock)."""
     budget = time_budget if time_budget is not None else float(current_app.config["DISPATCH_TIME_BUDGET"])
     deadline = utcnow() + timedelta(seconds=budget)
     skip_stop_listed(campaign_id)
@@ -572,7 +575,7 @@ def dispatch_campaign(campaign_id: int, time_budget: float | None = None) -> int
         if take_lease(batch_id) and submit_batch(batch_id) != "submitted":
             return submitted  # the Core is struggling: leave the rest for the next tick
     while utcnow() < deadline and not held_back(campaign_id):
-        claimed = claim_batch(campaign_id)
+        claimed = claim_batch(campaign_id, now)
         if claimed is None:
             break
         outcome = submit_batch(claimed)
@@ -591,7 +594,8 @@ def finish_if_complete(campaign_id: int) -> bool:
     open_batches = db.session.scalar(select(func.count(DispatchBatch.id)).where(
         DispatchBatch.campaign_id == campaign_id, DispatchBatch.state == "claimed"))
     if campaign.queued_count <= 0 and campaign.inflight_count <= 0 and not open_batches:
-        lifecycle.apply(campaign, "finish")
+        # Recipients whose Spread day passed unsent were expired: the campaign did not deliver all.
+        lifecycle.apply(campaign, "expire" if campaign.expired_count else "finish")
         return True
     return False
 
@@ -599,19 +603,19 @@ def finish_if_complete(campaign_id: int) -> bool:
 # --- the periodic tick ---------------------------------------------------------------------
 
 def start_due_campaigns(now: datetime | None = None) -> list[int]:
-    """OnTime at start_at, Spread on its first day: approved, auto-start campaigns waiting in Pending."""
+    """OnTime at start_at, Spread on its first day: approved campaigns waiting in Pending with auto-start
+    or a Start pressed early (start_requested_at)
+    (services/schedule.py decides; one whose start window has passed is left to expire_overdue)."""
     now = now or utcnow()
     started = []
     waiting = db.session.scalars(select(Campaign).where(
-        Campaign.status == S.PENDING, Campaign.moderation == M.APPROVED, Campaign.auto_start.is_(True),
-        Campaign.archived_at.is_(None), Campaign.mode.in_(("OnTime", "Spread"))))
+        Campaign.status == S.PENDING, Campaign.moderation == M.APPROVED,
+        Campaign.auto_start.is_(True) | Campaign.start_requested_at.isnot(None),
+        Campaign.archived_at.is_(None), Campaign.mode.in_((Mode.ON_TIME, Mode.SPREAD))))
     for campaign in list(waiting):
-        due = (campaign.mode == Mode.ON_TIME and campaign.start_at and campaign.start_at <= now) or (
-            campaign.mode == Mode.SPREAD and campaign.spread_first_day
-            and campaign.spread_first_day <= local_now(campaign.workspace, now).date())
-        if due:
+        if not schedule.not_yet(campaign, now) and not schedule.window_over(campaign, now):
             try:
-                lifecycle.apply(campaign, "start")
+                lifecycle.apply(campaign, "start", now=now)
                 started.append(campaign.id)
             except DomainError:
                 db.session.rollback()  # someone else started/cancelled it first
@@ -619,19 +623,37 @@ def start_due_campaigns(now: datetime | None = None) -> list[int]:
 
 
 def expire_overdue(now: datetime | None = None) -> list[int]:
-    """Spread campaigns whose window has ended with recipients left are Expired."""
+    """Expire what missed its time (issue 17): a submitted OnTime or Spread campaign still Pending
+    after its start window (services/schedule.py); the unsent recipients of a Spread's past days
+    (each recipient has exactly one day: counted in expired_count); a Sending/Paused Spread whose
+    window has ended is then Expired."""
     now = now or utcnow()
     expired = []
     for campaign in list(db.session.scalars(select(Campaign).where(
-            Campaign.status.in_(("Sending", "Paused")), Campaign.mode == Mode.SPREAD,
+            Campaign.status == S.PENDING, Campaign.submitted_at.isnot(None), Campaign.archived_at.is_(None),
+            Campaign.mode.in_((Mode.ON_TIME, Mode.SPREAD))))):
+        if schedule.window_over(campaign, now) and _expire(campaign, now):
+            expired.append(campaign.id)
+    for campaign in list(db.session.scalars(select(Campaign).where(
+            Campaign.status.in_((S.SENDING, S.PAUSED)), Campaign.mode == Mode.SPREAD,
             Campaign.spread_last_day.isnot(None)))):
-        if campaign.spread_last_day < local_now(campaign.workspace, now).date() and campaign.queued_count > 0:
-            try:
-                lifecycle.apply(campaign, "expire")
-                expired.append(campaign.id)
-            except DomainError:
-                db.session.rollback()
+        _lock_campaign(campaign.id)
+        spread.expire_past_days(campaign.id, schedule.today(campaign.workspace, now))
+        db.session.commit()
+        db.session.refresh(campaign)
+        if schedule.spread_over(campaign, now) and (campaign.expired_count or campaign.queued_count) \
+                and _expire(campaign, now):
+            expired.append(campaign.id)
     return expired
+
+
+def _expire(campaign: Campaign, now: datetime) -> bool:
+    try:
+        lifecycle.apply(campaign, "expire", now=now)
+    except DomainError:
+        db.session.rollback()  # started, cancelled or expired by someone else first
+        return False
+    return True
 
 
 def campaigns_with_work(now: datetime | None = None) -> list[int]:

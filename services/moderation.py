@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Campaign
-from services import campaigns, contributors, permissions, segments, senders
+from services import campaigns, contributors, permissions, preflight, segments, senders
 from services.campaign_drafts import steps as draft_steps
 from services.errors import Conflict, DomainError, NotFound
 from services.moderation_rules import ensure_may_decide, may_decide, revision_contributors
@@ -51,6 +51,13 @@ def _schedule(campaign):
     if campaign.mode == "Trigger":
         return f"numbers arrive through the API after the start{start}"
     return f"right after approval{start}"
+
+
+def _estimate(campaign):
+    """The pre-flight estimate the moderator sees: parts billed, duration, finish (services/preflight.py)."""
+    e = preflight.estimate(campaign)
+    return {"parts": e["parts"], "duration_seconds": e["duration_seconds"], "finishes_at": _when(e["finishes_at"]),
+            "words": e["words"]}
 
 
 class CampaignQueue:
@@ -125,6 +132,7 @@ class CampaignQueue:
             "ignore_daily_window": item.ignore_daily_window,
             "daily_limit": item.daily_limit,
             "submitted_at": _when(item.submitted_at), "submission": submission(item),
+            "estimate": _estimate(item),
         }
 
 

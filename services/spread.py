@@ -7,9 +7,10 @@ the window changed) gives the same result, so it needs no progress bookkeeping.
 """
 from datetime import date, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from extensions import affected_rows, db
+from models import Campaign
 from services.errors import DomainError
 
 BATCH = 50_000
@@ -71,3 +72,16 @@ def plan_summary(campaign):
         "SELECT spread_day, count(*) FROM recipients WHERE campaign_id = :c GROUP BY spread_day ORDER BY spread_day"),
         {"c": campaign.id}).all()
     return [(d if isinstance(d, date) or d is None else date.fromisoformat(d), n) for d, n in rows]
+
+
+def expire_past_days(campaign_id: int, today: date) -> int:
+    """Each recipient has exactly one day (issue 17): queued recipients whose day is before `today`
+    (the workspace's local date) expire, counted in the campaign's expired_count. Idempotent; the
+    caller holds the campaign row lock and commits. Returns how many expired now."""
+    n = affected_rows(db.session.execute(text(
+        "UPDATE recipients SET state = 'expired' WHERE campaign_id = :c AND state = 'queued' "
+        "AND spread_day IS NOT NULL AND spread_day < :today"), {"c": campaign_id, "today": today}))
+    if n:
+        db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
+            queued_count=Campaign.queued_count - n, expired_count=Campaign.expired_count + n))
+    return n

@@ -6,9 +6,18 @@ from flask import g
 
 from blueprints.api import api_route, bp
 from blueprints.api.contract import InvalidInput, doc, respond, use_body, use_query
-from blueprints.api.schemas.campaigns import Campaign, CampaignCreate, CampaignListQuery, CampaignPage, CampaignRestore
+from blueprints.api.schemas.campaigns import (
+    Campaign,
+    CampaignCreate,
+    CampaignListQuery,
+    CampaignPage,
+    CampaignRestore,
+    CampaignRetry,
+    RetryCreated,
+)
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
+from services import retry
 from services.campaign_drafts import persistence as drafts
 from services.errors import NotFound
 
@@ -73,3 +82,17 @@ def restore_campaign(campaign_id, body):
     if body.get("owner_id") is not None:
         return lifecycle.restore_with_owner(g.workspace, campaign_id, body["owner_id"], g.membership, g.api_user)
     return lifecycle.perform(g.workspace, campaign_id, "restore", g.membership, g.api_user)
+
+
+@bp.post("/campaigns/<int:campaign_id>/retry")
+@api_route("campaigns.view")
+@doc("Send again to failed numbers: a new draft linked to this finished campaign, holding the recipients "
+     "whose last state is a failure of the class `which` (never a delivered one)",
+     errors={400: "invalid_fields: `which` is not temporary, failed or expired",
+             403: "Not your campaign", 404: "No such campaign visible to you",
+             409: "illegal_transition (not finished) or nothing_to_retry (no recipient in that class)"})
+@use_body(CampaignRetry)
+@respond(RetryCreated, status=201)
+def retry_campaign(campaign_id, body):
+    draft, recipients = retry.retry_failed(g.workspace, campaign_id, body["which"], g.membership, g.api_user)
+    return {"id": draft.id, "recipients": recipients}

@@ -8,7 +8,7 @@ from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
 from models.states import CampaignStatus as S
 from services import campaign_queries as queries
 from services import campaigns as lifecycle
-from services import contributors, dispatch, evidence, exports, segments, smpp_codes
+from services import contributors, dispatch, evidence, exports, retry, schedule, segments, smpp_codes
 from services.campaign_drafts import steps as draft_steps
 from services.errors import DomainError, NotFound
 
@@ -54,7 +54,9 @@ def detail(campaign_id):
                "problems": lifecycle.submit_problems(campaign) if campaign.status == S.NEW else [],
                "author_active": lifecycle.author_is_active_member(campaign),
                "job_error_count": job_error_count, "message_error_count": message_error_count,
-               "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign)}
+               "contributors": contributors.listing(campaign), "notice": dispatch.notice(campaign),
+               "starts": schedule.start_phrase(campaign) if campaign.status == S.PENDING else None,
+               "retry_counts": _retry_counts(campaign)}
     context["exports"] = _exports(campaign)
     context["evidence_packs"] = evidence.for_campaign(campaign) if can("evidence.create") else None
     if tab == "recipients":
@@ -81,6 +83,37 @@ def detail(campaign_id):
     return render_template("campaigns/detail.html", **context)
 
 
+def _retry_counts(campaign):
+    """{class: count} for "Send again to failed numbers", when this user may do it here (else None)."""
+    if campaign.status not in retry.RETRYABLE or campaign.archived_at is not None or not can("campaigns.create") \
+            or not lifecycle.is_owner_or_manager(campaign, g.membership, current_user):
+        return None
+    return retry.counts(campaign)
+
+
+@bp.post("/<int:campaign_id>/retry")
+@workspace_route("campaigns.view")
+def retry_failed(campaign_id):
+    """ "Send again to failed numbers": a new draft with the chosen class of failed recipients."""
+    if not ActionForm().validate():
+        flash("The form expired; reload the page and try again.", "error")
+        return redirect(_detail_url(campaign_id))
+    try:
+        draft, n = retry.retry_failed(g.workspace, campaign_id, request.form.get("which"), g.membership,
+                                      current_user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(_detail_url(campaign_id))
+    notes = getattr(draft, "clone_notes", [])
+    flash(f"Draft #{draft.id} holds the {n:,} {request.form.get('which')} number{'' if n == 1 else 's'} of "
+          f"campaign #{campaign_id}." + (f" To finish it: {'; '.join(notes)}." if notes else
+                                         " Check it and submit it to moderation."), "success")
+    return redirect(url_for("campaigns.wizard", slug=g.workspace.slug, campaign_id=draft.id,
+                            step=draft.wizard_step))
+
+
 def _exports(campaign):
     """Recent exports for the Export card, when the user may export."""
     if not can("exports.create"):
@@ -104,6 +137,8 @@ SUCCESS = {
 def _approved_message(campaign):
     if campaign.status == S.SENDING:
         return "Approved: it is sending now."
+    if campaign.status == S.EXPIRED:
+        return "Approved too late: its start window had passed, so it expired. Clone it to send it again."
     if not campaign.auto_start:
         return "Approved. Auto-start is off: the author starts it with Start."
     return "Approved: it starts at its scheduled time."
@@ -136,6 +171,8 @@ def act(campaign_id, action):
                                 step=result.wizard_step))
     if action == "approve":
         flash(_approved_message(result), "success")
+    elif action == "start" and result.status == S.PENDING:
+        flash(f"Scheduled: it {schedule.start_phrase(result)}. Nothing is sent before.", "success")
     elif action == "submit" and result.status == S.BUILDING:
         flash("Submitted. Recipients are being assigned to the days of the window; then it goes to the "
               "moderation queue.", "success")

@@ -16,7 +16,7 @@ from forms.campaigns import ActionForm, ModeForm, ParametersForm, SmppForm
 from models.states import CampaignStatus as S
 from models.states import Mode
 from services import campaigns as lifecycle
-from services import recipients, segments
+from services import preflight, recipients, segments
 from services.campaign_drafts import api_shape as draft_api
 from services.campaign_drafts import estimates as draft_estimates
 from services.campaign_drafts import persistence as drafts
@@ -118,6 +118,27 @@ def wizard(campaign_id, step):  # noqa: C901 — issue 16: to split
     return _render(campaign, step, form, status=400 if request.method == "POST" else 200)
 
 
+@bp.post("/<int:campaign_id>/wizard/gsm7")
+@workspace_route("campaigns.create")
+def use_gsm7(campaign_id):
+    """The review step's "Use GSM-7 characters": replace what has a look-alike, save, show the parts."""
+    if not ActionForm().validate():
+        flash("The form expired; reload the page and try again.", "error")
+        return redirect(url_for("campaigns.wizard", slug=g.workspace.slug, campaign_id=campaign_id, step=5))
+    try:
+        campaign, before, after = preflight.use_gsm7(g.workspace, campaign_id, g.membership, current_user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("campaigns.wizard", slug=g.workspace.slug, campaign_id=campaign_id, step=5))
+    saved = before.segments - after.segments
+    flash(f"Replaced with GSM-7 characters: now {after.encoding}, {after.segments} SMS part"
+          f"{'' if after.segments == 1 else 's'} per recipient"
+          + (f" ({saved} fewer)." if saved > 0 else "."), "success")
+    return redirect(_wizard_url(campaign, 5))
+
+
 def _form_for(campaign, step):
     if step == 1:
         return ModeForm(data={"mode": campaign.mode}) if request.method == "GET" else ModeForm()
@@ -194,6 +215,9 @@ def _render(campaign, step, form, status=200):
         context["uploads_running"] = lifecycle.uploads_running(campaign)
     if step == 5:
         context["review"] = draft_estimates.review(campaign)
+        context["forecast"] = preflight.estimate(campaign)
+        context["hints"] = preflight.encoding_hints(campaign.message_text)
+        context["highlighted"] = preflight.highlighted(campaign.message_text) if context["hints"] else None
     if step == 2:
         context["has_senders"] = len(form.sender_revision_id.choices) > 1
         context["senders_url"] = (url_for("senders.index", slug=g.workspace.slug)

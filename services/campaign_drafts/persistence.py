@@ -86,6 +86,12 @@ def save_smpp(workspace, campaign_id, values, membership, user):
     return _save(campaign, validate_smpp(values, campaign.sender_revision), 3, user)
 
 
+def save_text(workspace, campaign_id, text, membership, user):
+    """Save only the message text from the review step (services/preflight.py: GSM-7 replacements)."""
+    campaign = get_editable(workspace, campaign_id, membership, user)
+    return _save(campaign, {"message_text": text}, 5, user)
+
+
 def finish_recipients(workspace, campaign_id, membership, user):
     """Step 4 → 5. Recipients are added by the upload pipeline; this only moves the wizard on."""
     campaign = get_editable(workspace, campaign_id, membership, user)

@@ -27,7 +27,7 @@
       set(root, "core_detail", (p.core.latency_ms !== null ? "answered in " + p.core.latency_ms + " ms" : "") +
           (p.core.schema_match === false ? " · schema mismatch" : ""));
     }
-    set(root, "at", "as of " + p.at);
+    set(root, "at", "as of " + (p.at_local || p.at));
     root.classList.remove("stale");
   }
 

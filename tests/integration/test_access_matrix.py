@@ -649,7 +649,7 @@ def api_write_rules():
 
 
 WRITE_VALUES = {"note": "x", "format": "csv", "numbers": ["491700000001"], "saddr": "EVIL", "name": "evil",
-                "owner_id": 1}
+                "owner_id": 1, "which": "failed"}
 
 
 def declared_body(spec, url, method):

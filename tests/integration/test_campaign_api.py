@@ -47,7 +47,8 @@ def test_create_read_and_submit(client, h, sender):
     c = r.get_json()
     assert (c["status"], c["moderation"], c["encoding"], c["segments"]) == ("New", "awaiting", "GSM-7", 1)
     assert c["smpp"] == {"saddr": "ACME", "ston": 5, "snpi": 0, "dton": 2, "dnpi": 1}
-    assert c["counters"] == {"recipients": 0, "queued": 0, "sent": 0, "delivered": 0, "failed": 0, "in_flight": 0}
+    assert c["counters"] == {"recipients": 0, "queued": 0, "sent": 0, "delivered": 0, "failed": 0, "in_flight": 0,
+                            "expired": 0}
     assert c["archived_at"] is None and c["daily_limit"] == 100
     early = client.post(f"/api/v1/campaigns/{c['id']}/submit", headers=h)
     assert early.status_code == 409 and early.get_json()["error"]["code"] == "illegal_transition"

@@ -90,7 +90,7 @@ def test_each_mode_through_all_steps_to_submission(signed_in, sender, mode, audi
     assert "May newsletter" in review and "GSM-7" in review
     if mode != "Trigger":
         assert "•••••••••567" in review and "491701234567" not in review   # masked sample
-        assert "day" in review                                               # the estimate
+        assert "SMS parts billed" in review and ", finishing " in review     # the pre-flight estimate (issue 17)
     r = client.post(f"/w/acme/campaigns/{cid}/wizard/5")
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/campaigns/{cid}")
     campaign = _campaign(cid)

@@ -95,7 +95,7 @@ def test_diagnostics_page_shows_every_signal(sim, client, world, live_worker):
                  "Periodic jobs", "Client certificate", "valid for"):
         assert text in html, text
     assert re.search(r"[\d.]+ (KiB|MiB|GiB|TiB) free of [\d.]+ (GiB|TiB)", html)  # sizes a person reads
-    assert re.search(r"Checked \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", html)
+    assert re.search(r"Checked <time datetime=\"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time>", html)
     schema = diagnostics.schema_status()
     assert schema["ok"] and schema["heads"] == schema["database"]
 
@@ -220,3 +220,33 @@ def test_a_running_cron_scheduler_and_its_jobs_are_reported(app):
     finally:
         scheduler.register_death()
         get_queue("default").empty()
+
+
+def _closed_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when we return: nothing listens there
+
+
+def test_a_refused_connection_is_said_in_words_that_fit_the_card(sim, app, client, monkeypatch):
+    """Issue 17: "unreachable at https://…: connection refused", the raw text folded away."""
+    port = _closed_port()
+    monkeypatch.setitem(app.config, "CORE_URL", f"https://127.0.0.1:{port}")
+    status = diagnostics.core_status(max_age=0)
+    assert not status["ok"] and status["summary"] == f"unreachable at https://127.0.0.1:{port}: connection refused"
+    assert len(status["summary"]) < 60 + len(str(port))
+    make_user("root@example.com", superadmin=True)
+    client.login("root@example.com")
+    html = client.get("/admin/diagnostics").get_data(as_text=True)
+    assert f'<p class="core-summary">unreachable at https://127.0.0.1:{port}: connection refused</p>' in html
+    assert '<details class="raw-error"><summary>Technical detail</summary>' in html
+
+
+def test_the_core_tps_comes_from_the_health_channels(sim):
+    status = diagnostics.core_status(max_age=0)
+    assert status["ok"] and status["tps"] and status["tps"] > 0
+    assert diagnostics.channels_tps({"channels": [{"up": True, "tps_limit": 50}, {"up": False, "tps_limit": 70},
+                                                  {"tps_limit": "x"}, None, {"up": True, "tps_limit": -3}]}) == 50
+    assert diagnostics.channels_tps({}) is None and diagnostics.channels_tps(None) is None

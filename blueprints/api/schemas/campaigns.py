@@ -15,7 +15,7 @@ from blueprints.api.schemas import (
     validate,
 )
 from models.campaigns import MODERATION, MODES, STATUSES
-from services import segments, smpp
+from services import preflight, retry, segments, smpp
 from services.campaign_drafts import api_shape as draft_api
 from services.campaign_drafts import validation as draft_validation
 from services.campaign_queries import ARCHIVED_CHOICES, SORTS
@@ -64,6 +64,19 @@ class CampaignRestore(Body):
                                                             "member (a member's user id)"})
 
 
+class CampaignRetry(Body):
+    which = fields.String(required=True, validate=validate.OneOf(retry.CLASSES), metadata={
+        "description": "temporary: expired, throttled, Core unreachable; failed: every final failure; "
+                       "expired: never sent before the window ended"})
+
+
+class RetryCreated(Out):
+    """The new draft holding the failed numbers (status New: it goes through moderation)"""
+
+    id = fields.Integer(required=True)
+    recipients = fields.Integer(required=True)
+
+
 def _code(key):
     return {"code": f"invalid_{key}"}
 
@@ -105,6 +118,22 @@ class Counters(Out):
     delivered = fields.Integer(required=True)
     failed = fields.Integer(required=True)
     in_flight = fields.Integer(required=True)
+    expired = fields.Integer(required=True, metadata={"description": "Never sent: their Spread day passed"})
+
+
+class Estimate(Out):
+    """The pre-flight estimate (services/preflight.py); times in UTC"""
+
+    parts = fields.Integer(required=True, metadata={"description": "SMS parts to be billed: recipients left × "
+                                                                   "parts per message"})
+    duration_seconds = fields.Integer(allow_none=True, metadata={"description": "From the start to the last "
+                                                                              "message, inside the daily windows"})
+    finishes_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class EncodingHint(Out):
+    char = fields.String(required=True, metadata={"description": "A character that makes the text UCS-2"})
+    replacement = fields.String(allow_none=True, metadata={"description": "Its GSM-7 look-alike, if any"})
 
 
 class CampaignSummary(Out):
@@ -132,6 +161,8 @@ class CampaignSummary(Out):
                                    metadata={"description": "Why a Failed campaign failed"})
     pause_reason = fields.String(allow_none=True, dump_default=None,
                                  metadata={"description": "Why the campaign was paused (by a person or the system)"})
+    retry_of_id = fields.Integer(allow_none=True, dump_default=None,
+                                 metadata={"description": "The finished campaign whose failed numbers this retries"})
     approval_fingerprint = fields.String(allow_none=True, dump_default=None,
                                          metadata={"description": "SHA-256 of what the moderator approved"})
 
@@ -150,6 +181,9 @@ class Campaign(CampaignSummary):
     submitted_at = fields.String(allow_none=True)
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
+    estimate = fields.Nested(Estimate, required=True)
+    encoding_hints = fields.List(fields.Nested(EncodingHint), required=True,
+                                 metadata={"description": "Empty for a GSM-7 text"})
 
     @pre_dump
     def from_campaign(self, c, **kwargs):
@@ -177,11 +211,17 @@ def campaign_values(c, detail):
         "archived_at": _when(c.archived_at), "created_at": _when(c.created_at),
         "author": c.author.email if c.author else None,
         "counters": {"recipients": c.recipients_count, "queued": c.queued_count, "sent": c.sent_count,
-                     "delivered": c.delivered_count, "failed": c.failed_count, "in_flight": c.inflight_count},
+                     "delivered": c.delivered_count, "failed": c.failed_count, "in_flight": c.inflight_count,
+                     "expired": c.expired_count or 0},
+        "retry_of_id": c.retry_of_id,
         **{k: getattr(c, k, None) for k in ("failure_reason", "pause_reason", "approval_fingerprint")},
     }
     if detail:
         info = segments.count(c.message_text)
+        estimate = preflight.estimate(c)
+        out.update(estimate={"parts": estimate["parts"], "duration_seconds": estimate["duration_seconds"],
+                             "finishes_at": _when(estimate["finishes_at"])},
+                   encoding_hints=preflight.encoding_hints(c.message_text))
         out.update(encoding=info.encoding, segments=info.segments, wizard_step=c.wizard_step,
                    moderation_note=c.moderation_note, submitted_at=_when(c.submitted_at),
                    started_at=_when(c.started_at), finished_at=_when(c.finished_at))
