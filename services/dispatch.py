@@ -50,7 +50,7 @@ from models.states import CampaignStatus as S
 from models.states import Mode
 from models.states import Moderation as M
 from services import campaigns as lifecycle
-from services import core_outage, pulse, segments, smpp_codes
+from services import core_outage, pulse, segments, smpp_codes, trigger_lane
 
 log = logging.getLogger("mc.dispatch")
 
@@ -474,8 +474,11 @@ def apply_results(batch_id, results):
         inflight_count=Campaign.inflight_count + n_ok, failed_count=Campaign.failed_count + n_bad))
     _count_hour(campaign, now, sent=n_ok, failed=n_bad)
     breaker, give_up = _judge_answer(campaign.id, results, n_ok, retry, now)
+    otp = campaign.mode == Mode.TRIGGER
     db.session.commit()
     pulse.record(campaign.workspace_id, sent=n_ok, failed=n_bad)
+    if otp and accepted:  # push -> accepted by the Core, for the Live Pulse and /metrics
+        trigger_lane.record_accepted(campaign.workspace_id, campaign.id, [a["rid"] for a in accepted], now.timestamp())
     if accepted:
         apply_pending_reports([a["rid"] for a in accepted])  # reports that overtook this answer
     if breaker or give_up:

@@ -10,7 +10,10 @@ from rq import Callback, Queue, Retry
 
 from extensions import redis_connection
 
-QUEUES = ("uploads", "dispatch", "exports", "default")
+QUEUES = ("uploads", "dispatch", "exports", "default", "trigger")
+# `trigger` is the Trigger lane's own queue (services/trigger_lane.py): served only by
+# `rq worker -w jobs.worker.TriggerWorker trigger`, never by the bulk workers.
+TRIGGER_QUEUE = "trigger"
 
 
 class JobNames:
@@ -21,6 +24,7 @@ class JobNames:
     BUILD_EXPORT = "jobs.exports.build_export"
     ON_EXPORT_FAILURE = "jobs.exports.on_export_failure"
     DISPATCH_CAMPAIGN = "jobs.dispatch.dispatch_campaign"
+    DISPATCH_TRIGGER = "jobs.trigger.dispatch_trigger"
 
 
 def get_queue(name="default"):
