@@ -47,7 +47,8 @@ def push_numbers(campaign, raw_numbers):
     if fresh:
         # Recipients have no foreign key (migration 0007): hold the campaign row while adding.
         db.session.execute(select(Campaign.id).filter_by(id=campaign.id).with_for_update(key_share=True))
-        stored = {number: rid for number, rid in db.session.execute(_insert_ignore(campaign.id, campaign.workspace_id, fresh))}
+        rows = db.session.execute(_insert_ignore(campaign.id, campaign.workspace_id, fresh))
+        stored = {number: rid for number, rid in rows}
     inserted = set(stored)
     duplicates = [wanted[n] for n in fresh if n not in inserted]
     if inserted:
