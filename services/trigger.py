@@ -56,13 +56,13 @@ def push_numbers(campaign, raw_numbers):
             recipients_count=Campaign.recipients_count + len(inserted),
             queued_count=Campaign.queued_count + len(inserted)))
     db.session.commit()
+    if inserted:  # queued at once, after the commit: the lane claims while the audit event is written
+        trigger_lane.note_pushed(campaign.id, list(stored.values()), pushed_at)
+        trigger_lane.schedule(campaign.id)
     result = {"accepted": len(inserted), "duplicates": sorted(duplicates),
               "stop_listed": sorted(wanted[n] for n in blocked), "rejected": rejected}
     audit.record("campaigns.trigger_push", workspace_id=campaign.workspace_id, object_type="campaign",
                  object_id=campaign.id, after={k: (v if isinstance(v, int) else len(v)) for k, v in result.items()})
-    if inserted:
-        trigger_lane.note_pushed(campaign.id, list(stored.values()), pushed_at)
-        trigger_lane.schedule(campaign.id)
     return result
 
 
