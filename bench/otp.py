@@ -104,8 +104,10 @@ def bulk_campaign(world, n, prefix):
     from models import Campaign
     from services.numbers import ctn_hasher, hash_key
 
+    # Pending until its recipients and approval fingerprint are stored: the running tick must not
+    # dispatch it half-made (dispatch would refuse it as "changed after approval").
     campaign = Campaign(workspace_id=world["ws"], author_id=world["user"], name=f"bulk {prefix}", mode="OnDemand",
-                        status="Sending", moderation="approved", sender_revision_id=world["revision"],
+                        status="Pending", moderation="approved", sender_revision_id=world["revision"],
                         message_text="Bulk benchmark message", recipients_count=n, queued_count=n, wizard_step=5)
     db.session.add(campaign)
     db.session.commit()
@@ -117,6 +119,8 @@ def bulk_campaign(world, n, prefix):
                                 "VALUES (:c, :n, :h, 'queued')"), rows)
         db.session.commit()
     approve_as_stored(campaign)
+    campaign.status = "Sending"
+    db.session.commit()
     return campaign.id
 
 
@@ -268,6 +272,20 @@ def bulk_round(world, base_url, token, path, rows, recipients, prefix, data_dir)
     return Handle
 
 
+def empty_queues(url):
+    """Jobs and lane keys left in a shared REDIS_URL by an earlier run name campaigns of another
+    database: drop them so this run's workers see only its own work."""
+    from redis import Redis
+
+    from services.queues import QUEUES
+
+    redis = Redis.from_url(url)
+    redis.delete(*[f"rq:queue:{name}" for name in QUEUES])
+    for pattern in ("mc:trigger:*", "mc:dispatch:*"):
+        for key in redis.scan_iter(pattern):
+            redis.delete(key)
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 def main():
@@ -293,6 +311,7 @@ def main():
 
             env["REDIS_URL"] = start(os.path.join(data_dir, "redis"))
             started_redis = True
+        empty_queues(env["REDIS_URL"])
         core_port, web_port = free_port(), free_port()
         env.update(CORE_URL=f"https://127.0.0.1:{core_port}", CORE_PORT=str(core_port), PORT=str(web_port))
         run([os.path.join(BIN, "flask"), "db", "upgrade"], env)

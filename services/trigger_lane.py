@@ -85,6 +85,13 @@ def take_turn(campaign_id):
 release = take_turn  # recover_stalled_work: a lane job died with its worker
 
 
+def campaign_exists(campaign_id):
+    """A lane job may outlive its campaign (deleted meanwhile): then it has nothing to do."""
+    found = db.session.get(Campaign, campaign_id) is not None
+    db.session.rollback()
+    return found
+
+
 def lane_workers(now=None):
     """Live workers listening to the lane's queue (fresh heartbeat)."""
     now = now or datetime.now(UTC)

@@ -204,3 +204,14 @@ def test_paused_trigger_campaign_is_not_accepting_and_queues_nothing(client, sim
                            headers=headers)
     assert response.status_code == 409 and response.json["error"]["code"] == "not_accepting"
     assert queued_jobs("trigger") == [] and not list(redis_connection().scan_iter("mc:trigger:*"))
+
+
+def test_a_lane_job_for_a_deleted_campaign_does_nothing(sim, otp):
+    from jobs.trigger import dispatch_trigger
+
+    campaign, _ = otp
+    assert trigger_lane.schedule(campaign.id)
+    db.session.delete(campaign)
+    db.session.commit()
+    assert dispatch_trigger(campaign.id) == 0
+    assert trigger_lane.schedule(campaign.id + 1000)  # its turn was taken: nothing stays pending
