@@ -295,7 +295,10 @@ def main():
     parser.add_argument("--rate", type=float, default=10, help="pushes per second, all clients together")
     parser.add_argument("--ingest-rows", type=int, default=10_000_000)
     parser.add_argument("--dispatch-recipients", type=int, default=1_000_000)
-    parser.add_argument("--bulk-workers", type=int, default=2, help="bulk `rq worker` processes (Nice 10)")
+    parser.add_argument("--bulk-workers", type=int, default=2, help="bulk `rq worker` processes")
+    parser.add_argument("--bulk-nice", type=int, default=10,
+                        help="nice of the bulk workers and rq cron (10 as in deploy/systemd; 0 on a machine shared "
+                             "with other busy processes, where 10 would starve the bulk work instead of testing it)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the bulk-alone round")
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     args = parser.parse_args()
@@ -329,12 +332,12 @@ def main():
         procs.append(spawn([os.path.join(BIN, "gunicorn"), "--config", "deploy/gunicorn.conf.py", "wsgi:app"], env,
                            os.path.join(logs, "web.log")))
         for i in range(args.bulk_workers):
-            procs.append(spawn(["nice", "-n", "10", rq, "worker", "-w", "jobs.worker.AppWorker", "--with-scheduler",
+            procs.append(spawn(["nice", "-n", str(args.bulk_nice), rq, "worker", "-w", "jobs.worker.AppWorker", "--with-scheduler",
                                 "--logging_level", "WARNING", "--url", env["REDIS_URL"], "--path", ROOT,
                                 "uploads", "dispatch", "exports", "default"], env, os.path.join(logs, f"worker{i}.log")))
         procs.append(spawn([rq, "worker", "-w", "jobs.worker.TriggerWorker", "--logging_level", "WARNING",
                             "--url", env["REDIS_URL"], "--path", ROOT, "trigger"], env, os.path.join(logs, "lane.log")))
-        procs.append(spawn(["nice", "-n", "10", rq, "cron", "--logging-level", "warning", "--url", env["REDIS_URL"],
+        procs.append(spawn(["nice", "-n", str(args.bulk_nice), rq, "cron", "--logging-level", "warning", "--url", env["REDIS_URL"],
                             "--path", ROOT, "jobs/cron.py"], env, os.path.join(logs, "cron.log")))
         os.environ.update(env)
         from app import create_app
@@ -389,7 +392,8 @@ def main():
         idle_p95, loaded_p95, loaded_p99 = quantile(idle_ms, .95), quantile(loaded_ms, .95), quantile(loaded_ms, .99)
         ratio = loaded_p95 / idle_p95 if idle_p95 else float("nan")
         database = "postgresql" if db_handle else "sqlite"
-        print(f"database          {database}   bulk workers {args.bulk_workers} (nice 10) + 1 Trigger-lane worker")
+        print(f"database          {database}   bulk workers {args.bulk_workers} (nice {args.bulk_nice}) "
+              f"+ 1 Trigger-lane worker (nice 0)")
         print(f"idle              {len(idle.pushed):6d} pushes  p50 {quantile(idle_ms, .5):7.0f} ms  "
               f"p95 {idle_p95:7.0f} ms  p99 {quantile(idle_ms, .99):7.0f} ms  max {max(idle_ms, default=0):7.0f} ms")
         print(f"loaded            {len(loaded.pushed):6d} pushes  p50 {quantile(loaded_ms, .5):7.0f} ms  "
