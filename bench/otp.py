@@ -276,10 +276,15 @@ def empty_queues(url):
     """Jobs and lane keys left in a shared REDIS_URL by an earlier run name campaigns of another
     database: drop them so this run's workers see only its own work."""
     from redis import Redis
+    from rq import Worker
 
     from services.queues import QUEUES
 
     redis = Redis.from_url(url)
+    others = Worker.all(connection=redis)
+    if others:  # they would take this run's jobs (with their own database): the figures would be wrong
+        raise SystemExit(f"{len(others)} RQ worker(s) already registered on {url}: use a Redis database of "
+                         "your own (REDIS_URL=redis://…/<n>) or stop them")
     redis.delete(*[f"rq:queue:{name}" for name in QUEUES])
     for pattern in ("mc:trigger:*", "mc:dispatch:*"):
         for key in redis.scan_iter(pattern):
@@ -288,7 +293,12 @@ def empty_queues(url):
 
 # --- main ----------------------------------------------------------------------------------------
 
+def _terminate(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}")  # run the clean-up: no worker or Core left behind
+
+
 def main():
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="idle phase length (s)")
     parser.add_argument("--clients", type=int, default=20)
@@ -420,15 +430,21 @@ def main():
               f"loaded_p99_ms={loaded_p99:.0f} ratio={ratio:.2f} duplicates={duplicates} "
               f"lost={idle_lost + loaded_lost}")
     finally:
-        for proc in procs:
+        for proc in procs:  # every process group at once, then whatever is left is killed
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 15
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if started_redis:
             from tools.embedded_redis import stop
 

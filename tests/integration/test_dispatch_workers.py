@@ -10,7 +10,7 @@ import time
 
 import pytest
 from rq.registry import StartedJobRegistry
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from coresim.testing import sim_session, start_core
 from extensions import db, redis_connection
@@ -182,6 +182,16 @@ def stop(*procs):
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    # A SIGKILLed worker's PostgreSQL backend finishes its statement before it notices the client is
+    # gone; the next test's clean-up would deadlock with it. Wait until only idle backends are left.
+    if db.engine.dialect.name == "postgresql":
+        deadline = time.time() + 30
+        while time.time() < deadline and db.session.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state <> 'idle'")):
+            db.session.rollback()
+            time.sleep(0.2)
+        db.session.rollback()
 
 
 def test_trigger_push_is_sent_while_a_long_bulk_job_occupies_the_bulk_worker(sim, core, worker_env):
