@@ -95,6 +95,9 @@ def load_config(overrides=None, env=None):
         "CAMPAIGN_NOMINAL_RATE_PER_HOUR": _int(env, "CAMPAIGN_NOMINAL_RATE_PER_HOUR", 36_000),
         "CORE_PROBE_TIMEOUT": float(env.get("CORE_PROBE_TIMEOUT") or 3),
         "TRIGGER_RATE_PER_MINUTE": _int(env, "TRIGGER_RATE_PER_MINUTE", 600),
+        # Seconds one Trigger-lane job may keep claiming before it yields (services/trigger_lane.py):
+        # short, so that the lane's in-process worker heart-beats well inside STALLED_JOB_SECONDS.
+        "TRIGGER_TIME_BUDGET": float(env.get("TRIGGER_TIME_BUDGET") or 5),
         # Sign-in cost (services/passwords.py): verification slots per web process, how many requests
         # may queue for one (each holds a web thread: keep it below WEB_THREADS - SIGNIN_CONCURRENCY)
         # and for how long, before "busy, try again" (503); per-IP limits (Flask-Limiter syntax).

@@ -85,6 +85,11 @@ def main():
             sent = wait_until_sent(campaign_id, args.recipients)
             elapsed = time.perf_counter() - t0
             stats = sim_stats()
+            # Trigger pushes go out through their own lane (issue 18): its worker, as in the Procfile.
+            procs.append(subprocess.Popen([rq, "worker", "-w", "jobs.worker.TriggerWorker", "--url", env["REDIS_URL"],
+                                           "--path", ROOT, "trigger"], cwd=ROOT, env=env, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(1.5)  # the lane's worker up
             push_p95 = trigger_push_latency(args.pushes)
         rate = sent / elapsed
         duplicates = stats["accepted"] - args.recipients + (stats["max_per_destination"] > 1)

@@ -26,10 +26,11 @@ def _render(workspace_id, scope):
                                                 audit=report["audit"], detailed=True))
                       for c in diagnostics.large_campaigns(workspace_id)]
     else:
-        report = diagnostics.workspace_report()
+        report = diagnostics.workspace_report(workspace_id)
         checklists = diagnostics.campaign_checklists(workspace_id, core=report["core"])
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "application/json":
-        body = {"core": report["core"], "preflight": {c.id: items for c, items in checklists}}
+        body = {"core": report["core"], "trigger_lane": report["trigger_lane"],
+                "preflight": {c.id: items for c, items in checklists}}
         if full:
             body.update({"schema": report["schema"], "audit": report["audit"], "queues": report["queues"]["queues"],
                          "certificate": _jsonable(report["certificate"]),

@@ -1,15 +1,16 @@
 """Dispatch jobs: the periodic tick, one campaign's turn, and the delivery-report poll.
 
 The tick only decides *what* has work and enqueues `dispatch_campaign(id)`; a Redis slot lock
-(`SET NX EX`) keeps at most DISPATCH_PARALLEL jobs per campaign queued or running. Jobs are
+(`SET NX EX`) keeps at most DISPATCH_PARALLEL jobs per campaign queued or running. Trigger
+campaigns go through the Trigger lane instead (services/trigger_lane.py, jobs/trigger.py). Jobs are
 safe to run twice or to die half-way: the database is the source of truth (services/dispatch.py).
 The tick skips campaigns that are backing off, and claims nothing new while the Core is known down.
 """
 import logging
 
 from jobs import app_job
-from services import approval, dispatch
-from services.queues import release_slot, schedule_campaign
+from services import approval, dispatch, trigger_lane
+from services.queues import release_slot, schedule_campaign  # noqa: F401 (schedule_campaign: bench/dispatch.py imports it here)
 
 log = logging.getLogger("mc.jobs.dispatch")
 
@@ -29,7 +30,7 @@ def dispatch_tick():
     started = dispatch.start_due_campaigns()
     expired = dispatch.expire_overdue()
     finished = dispatch.finish_completed()
-    scheduled = sum(schedule_campaign(cid) for cid in dispatch.campaigns_with_work())
+    scheduled = trigger_lane.schedule_work(dispatch.campaigns_with_work())
     if started or expired or finished:
         log.info("tick: started %s, expired %s, finished %s", started, expired, finished)
     return {"started": started, "expired": expired, "finished": finished, "scheduled": scheduled}

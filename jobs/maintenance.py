@@ -18,7 +18,8 @@ import audit
 from extensions import redis_connection
 from jobs import QUEUES, app_job, get_queue
 from jobs.dispatch import release_slot
-from services import settings
+from services import settings, trigger_lane
+from services.queues import JobNames
 
 log = logging.getLogger("mc.jobs.maintenance")
 
@@ -101,6 +102,8 @@ def recover_stalled_work():
             if job.func_name == "jobs.dispatch.dispatch_campaign":
                 campaign_id, slot = (list(job.args) + [0])[:2]
                 release_slot(campaign_id, slot)
+            elif job.func_name == JobNames.DISPATCH_TRIGGER and job.args:
+                trigger_lane.release(job.args[0])  # the next push or tick queues the campaign's turn again
         if abandoned:
             recovered[name] = [job.id for job in abandoned]
     return recovered

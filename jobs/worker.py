@@ -1,12 +1,13 @@
-"""The RQ worker class Message Center runs: `rq worker -w jobs.worker.AppWorker …`, and the one
-place outside the entry points that builds the Flask app (`worker_app`).
+"""The RQ worker classes Message Center runs: `rq worker -w jobs.worker.AppWorker …` (bulk queues)
+and `rq worker -w jobs.worker.TriggerWorker trigger` (the Trigger lane), and the one place outside
+the entry points that builds the Flask app (`worker_app`).
 
 It builds the app once in the worker process, before any job runs, so every forked work
 horse starts with it ready instead of paying for `create_app()` per job (about a second — far
 too slow for a dispatch tick every two seconds). Building the app opens no connection, so
 nothing is shared across the fork; each horse opens its own.
 """
-from rq.worker import Worker
+from rq.worker import SimpleWorker, Worker
 
 from app import create_app
 
@@ -28,6 +29,18 @@ def use_app(app):
 
 
 class AppWorker(Worker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        worker_app()
+
+
+class TriggerWorker(SimpleWorker):
+    """The Trigger lane's worker (services/trigger_lane.py): runs each job in its own process, without
+    a fork, so the database pool and the keep-alive TLS session to the Core stay warm between OTPs
+    (a forked horse pays a fork, a new database connection and a TLS handshake for every push).
+    Safe because lane jobs are short (TRIGGER_TIME_BUDGET) and never run bulk work; a job that dies
+    with this process is recovered like any other (recover_stalled_work, the claim's lease)."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         worker_app()

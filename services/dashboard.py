@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from extensions import db, redis_connection
 from models import Campaign, HourlyStat, User, Workspace, utcnow
 from models.campaigns import STATUSES
-from services import pulse, timefmt
+from services import pulse, timefmt, trigger_lane
 from services.diagnostics import core_status
 
 ACTIVE = ("Sending", "Paused")          # dispatch in progress: the ring and "active" tile
@@ -106,13 +106,17 @@ def live_pulse(workspace_ids=None, include_core=True, tz_name=None):
     ids = workspace_ids if workspace_ids is not None else list(db.session.scalars(select(Workspace.id)))
     try:
         minute = pulse.last_minute(ids)
+        trigger = trigger_lane.latency_last_minute(ids)
         pulse_ok = True
     except Exception:  # noqa: BLE001 - Redis down: the tile says "unknown", the page still renders
         minute, pulse_ok = {"sent": 0, "delivered": 0, "failed": 0}, False
+        trigger = {"count": 0, "p50_ms": None, "p95_ms": None}
     final = minute["delivered"] + minute["failed"]
     out = {"inflight": inflight, "sent_last_minute": minute["sent"], "delivered_last_minute": minute["delivered"],
            "failed_last_minute": minute["failed"], "pulse_available": pulse_ok,
            "delivery_rate": round(100.0 * minute["delivered"] / final, 1) if final else None,
+           # Trigger push -> accepted by the Core over the last minute (services/trigger_lane.py)
+           "trigger_latency": trigger,
            "at": utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")}
     out["at_local"] = timefmt.clock(out["at"], tz_name, seconds=True)  # the page's "as of" (issue 17)
     if include_core:

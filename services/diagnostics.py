@@ -30,8 +30,9 @@ import audit
 from extensions import db, redis_connection
 from gateway import SCHEMA_VERSION, CoreError, CoreTLSError, CoreUnavailable
 from models import Campaign, Upload
+from models.states import CampaignStatus as S
 from models.states import Mode
-from services import audit_seals, core_probe, settings
+from services import audit_seals, core_probe, settings, trigger_lane
 from services.dispatch import local_now
 from services.queues import QUEUES, get_queue
 
@@ -267,16 +268,25 @@ def public_core(core):
                                      "checked_at", "tps")}
 
 
-def workspace_report():
-    """What a workspace admin's Diagnostics page shows: the Core's status in words."""
-    return {"core": public_core(core_status())}
+def workspace_report(workspace_id=None):
+    """What a workspace admin's Diagnostics page shows: the Core's status in words, and whether the
+    Trigger lane is served (reported when the workspace has a Trigger campaign that can receive)."""
+    report = {"core": public_core(core_status()), "trigger_lane": None}
+    if workspace_id is None or db.session.scalar(select(Campaign.id).where(
+            Campaign.workspace_id == workspace_id, Campaign.mode == Mode.TRIGGER,
+            Campaign.status.in_((S.SENDING, S.PAUSED)), Campaign.archived_at.is_(None)).limit(1)) is not None:
+        lane = trigger_lane.lane_status()
+        report["trigger_lane"] = {"ok": lane["ok"], "reason": lane["reason"] if lane["ok"] else
+                                  "No live worker serves the Trigger lane: OTP pushes are accepted but wait for "
+                                  "the bulk workers. Ask the operators to start `worker-trigger`."}
+    return report
 
 
 def system_report():
     """Everything the Diagnostics page shows about the installation (super admins)."""
     return {"core": core_status(), "schema": schema_status(), "audit": audit_status(), "queues": queue_status(),
-            "workers": worker_status(), "cron": cron_status(), "certificate": certificate_status(),
-            "disk": disk_status(), "audit_seals": audit_seals.status()}
+            "workers": worker_status(), "trigger_lane": trigger_lane.lane_status(), "cron": cron_status(),
+            "certificate": certificate_status(), "disk": disk_status(), "audit_seals": audit_seals.status()}
 
 
 def disk_status():

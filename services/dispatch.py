@@ -54,7 +54,7 @@ from models.states import CampaignStatus as S
 from models.states import Mode
 from models.states import Moderation as M
 from services import campaigns as lifecycle
-from services import core_outage, pulse, quotas, schedule, segments, smpp_codes, spread, stoplist
+from services import core_outage, pulse, quotas, schedule, segments, smpp_codes, spread, stoplist, trigger_lane
 from services.errors import DomainError
 
 log = logging.getLogger("mc.dispatch")
@@ -484,8 +484,11 @@ def apply_results(batch_id: int, results: list[dict[str, Any]]) -> str:
         inflight_count=Campaign.inflight_count + n_ok, failed_count=Campaign.failed_count + n_bad))
     _count_hour(campaign, now, sent=n_ok, failed=n_bad)
     breaker, give_up = _judge_answer(campaign.id, results, n_ok, retry, now)
+    otp = campaign.mode == Mode.TRIGGER
     db.session.commit()
     pulse.record(campaign.workspace_id, sent=n_ok, failed=n_bad)
+    if otp and accepted:  # push -> accepted by the Core, for the Live Pulse and /metrics
+        trigger_lane.record_accepted(campaign.workspace_id, campaign.id, [a["rid"] for a in accepted], now.timestamp())
     if accepted:
         apply_pending_reports([a["rid"] for a in accepted])  # reports that overtook this answer
     pause_reason = breaker or give_up

@@ -8,7 +8,8 @@ then keeps the values in files there and the scrape merges them (`MultiProcessCo
 
 Aggregates are computed from the database, Redis and the audit store when scraped, never kept in
 process memory, so every web worker answers the same: campaigns by status, messages
-sent/delivered/failed/in flight (campaign counters), queue depths and workers (RQ), audit
+sent/delivered/failed/in flight (campaign counters), queue depths and workers (RQ), the Trigger
+lane's push -> Core latency per workspace and its live workers (services/trigger_lane.py), audit
 fallback bytes and dropped events, and the Core's per-ESME-channel figures (`GET /v1/metrics`,
 cached for a few seconds). A part that fails is skipped and counted in `mc_scrape_errors`.
 """
@@ -24,7 +25,7 @@ import gateway  # noqa: F401  (the gateway registers the mc_core_* series when i
 from extensions import db
 from models import Campaign, Workspace
 from models.campaigns import STATUSES
-from services import core_probe
+from services import core_probe, trigger_lane
 from services.queues import QUEUES, get_queue
 
 log = logging.getLogger("mc.metrics")
@@ -41,6 +42,7 @@ EXPORTED = (
     "mc_core_channel_delivered_total", "mc_core_queue_depth", "mc_scrape_errors",
     "mc_job_duration_seconds", "mc_core_request_seconds", "mc_core_slow_total", "mc_core_large_total",
     "mc_workspace_campaigns", "mc_workspace_messages_total", "mc_workspace_messages_inflight",
+    "mc_trigger_latency_ms", "mc_trigger_accepted_last_minute", "mc_trigger_lane_workers",
 )
 
 
@@ -63,7 +65,7 @@ class AggregateCollector:
         errors = GaugeMetricFamily("mc_scrape_errors", "Parts of this scrape that failed (1) or worked (0).",
                                    labels=["part"])
         for part, fn in (("database", self._database), ("queues", self._queues), ("audit", self._audit),
-                         ("core", self._core)):
+                         ("core", self._core), ("trigger", self._trigger)):
             try:
                 families = list(fn())
             except Exception as exc:  # a scrape reports a broken part, it never fails as a whole
@@ -135,6 +137,21 @@ class AggregateCollector:
         workers = GaugeMetricFamily("mc_rq_workers", "Registered RQ workers.",
                                     value=len(Worker.all(connection=get_queue("default").connection)))
         return [depth, failed, started, workers]
+
+    def _trigger(self):
+        """The Trigger lane: push -> accepted by the Core per workspace over the last minute, and
+        its live workers (0 = OTPs wait for the bulk workers)."""
+        latency = GaugeMetricFamily("mc_trigger_latency_ms", "Trigger push to acceptance by the Core over the "
+                                    "last minute (ms), per workspace.", labels=["workspace", "quantile"])
+        count = GaugeMetricFamily("mc_trigger_accepted_last_minute", "Trigger numbers accepted by the Core in the "
+                                  "last minute (the latency's sample size), per workspace.", labels=["workspace"])
+        for slug, summary in sorted(trigger_lane.latency_by_workspace().items()):
+            latency.add_metric([slug, "0.5"], summary["p50_ms"])
+            latency.add_metric([slug, "0.95"], summary["p95_ms"])
+            count.add_metric([slug], summary["count"])
+        workers = GaugeMetricFamily("mc_trigger_lane_workers", "Live workers serving the Trigger lane's queue.",
+                                    value=trigger_lane.lane_workers())
+        return [latency, count, workers]
 
     def _audit(self):
         store = audit.get_store()

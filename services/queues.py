@@ -14,7 +14,10 @@ from rq.job import Job
 
 from extensions import redis_connection
 
-QUEUES = ("uploads", "dispatch", "exports", "default")
+QUEUES = ("uploads", "dispatch", "exports", "default", "trigger")
+# `trigger` is the Trigger lane's own queue (services/trigger_lane.py): served only by
+# `rq worker -w jobs.worker.TriggerWorker trigger`, never by the bulk workers.
+TRIGGER_QUEUE = "trigger"
 
 
 class JobNames:
@@ -27,6 +30,7 @@ class JobNames:
     DISPATCH_CAMPAIGN = "jobs.dispatch.dispatch_campaign"
     BUILD_EVIDENCE_PACK = "jobs.evidence.build_evidence_pack"
     ON_EVIDENCE_FAILURE = "jobs.evidence.on_evidence_failure"
+    DISPATCH_TRIGGER = "jobs.trigger.dispatch_trigger"
 
 
 def get_queue(name="default"):

@@ -1,4 +1,4 @@
-// Live Pulse: refreshes the Overview's in-flight / delivery-rate / Core figures every 5 s from
+// Live Pulse: refreshes the Overview's in-flight / delivery-rate / OTP latency / Core figures every 5 s from
 // the small JSON endpoint named by data-pulse-url (no inline script; CSP script-src 'self').
 (function () {
   "use strict";
@@ -16,6 +16,12 @@
     set(root, "delivery_rate", p.delivery_rate === null ? "—" : p.delivery_rate.toFixed(1) + " %");
     set(root, "minute", "last minute: " + fmt(p.sent_last_minute) + " sent, " + fmt(p.delivered_last_minute) +
         " delivered, " + fmt(p.failed_last_minute) + " failed");
+    var t = p.trigger_latency;
+    if (t) {
+      set(root, "trigger_p95", t.p95_ms === null ? "—" : t.p95_ms + " ms");
+      set(root, "trigger_detail", t.count ? "p95 · p50 " + t.p50_ms + " ms · " + fmt(t.count) +
+          " Trigger numbers in the last minute" : "no Trigger numbers in the last minute");
+    }
     if (p.core) {
       var core = root.querySelector('[data-pulse="core"]');
       if (core) {

@@ -227,7 +227,7 @@ def test_trigger_numbers_pushed_after_the_start_are_not_part_of_the_fingerprint(
                                                                                         "491700000012"]},
                         headers=headers)
     assert response.get_json()["accepted"] == 2
-    run("dispatch")
+    run("trigger")                                               # pushes go out through the Trigger lane
     assert accepted_by_core(sim, core) == 2                      # new numbers go out: still what was approved
 
     db.session.execute(text("UPDATE campaigns SET message_text = 'Your code is 0000, send it to us' "
@@ -236,7 +236,7 @@ def test_trigger_numbers_pushed_after_the_start_are_not_part_of_the_fingerprint(
     response = api.post(f"/api/v1/campaigns/{campaign.id}/recipients", json={"numbers": ["491700000013"]},
                         headers=headers)
     assert response.get_json()["accepted"] == 1
-    run("dispatch")
+    run("trigger")
     assert accepted_by_core(sim, core) == 2                      # the tampered text was never sent
     assert stored(campaign.id).status == "Failed"
     response = api.post(f"/api/v1/campaigns/{campaign.id}/recipients", json={"numbers": ["491700000014"]},

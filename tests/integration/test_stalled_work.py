@@ -41,9 +41,9 @@ def _empty(*names):
 
 @pytest.fixture(autouse=True)
 def _clean_queues(app):
-    _empty("uploads", "default", "dispatch")
+    _empty("uploads", "default", "dispatch", "trigger")  # trigger: the Trigger lane's queue (issue 18)
     yield
-    _empty("uploads", "default", "dispatch")
+    _empty("uploads", "default", "dispatch", "trigger")
     app.config.pop("UPLOAD_CHUNK_LINES", None)
 
 

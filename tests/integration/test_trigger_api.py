@@ -14,7 +14,9 @@ from tests.factories import make_user, make_workspace
 def otp(app):
     for key in redis_connection().scan_iter("mc:dispatch:*"):
         redis_connection().delete(key)
-    redis_connection().delete("rq:queue:dispatch")
+    for key in redis_connection().scan_iter("mc:trigger:*"):
+        redis_connection().delete(key)
+    redis_connection().delete("rq:queue:dispatch", "rq:queue:trigger")
     ws = make_workspace("otp")
     author = make_user("svc@example.com", workspace=ws, role="author")
     campaign = make_campaign(ws, author, mode="Trigger", status="Sending", moderation="approved",
@@ -42,7 +44,9 @@ def test_numbers_are_stored_reported_by_index_and_scheduled(client, otp):
     assert sorted(db.session.scalars(select(Recipient.number))) == ["491700000001", "491700000004"]
     db.session.refresh(campaign)
     assert campaign.queued_count == 2 and campaign.recipients_count == 2
-    assert redis_connection().llen("rq:queue:dispatch") >= 1  # dispatched without waiting for the tick
+    # dispatched without waiting for the tick, on the Trigger lane's own queue (never behind bulk work)
+    assert redis_connection().llen("rq:queue:trigger") == 1
+    assert redis_connection().llen("rq:queue:dispatch") == 0
 
     again = push(client, campaign, headers, ["491700000004"])
     assert again.json["accepted"] == 0 and again.json["duplicates"] == [0]
