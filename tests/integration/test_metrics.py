@@ -108,7 +108,7 @@ def test_multiprocess_mode_merges_every_process(tmp_path, app):
                          check=True, cwd=ROOT, capture_output=True, text=True).stdout
     found = samples(text_string_to_metric_families(out))
     assert value(found, "mc_core_slow_total", operation="health") == 2
-    assert value(found, "mc_job_duration_seconds_count", job="build_export", queue="exports") == 2
+    assert value(found, "mc_job_duration_seconds_count", job_name="build_export", queue="exports") == 2
     assert "mc_campaigns" in found
 
 
