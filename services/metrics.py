@@ -39,7 +39,8 @@ CORE_METRICS_TTL = 5.0  # seconds the Core's /v1/metrics answer is reused betwee
 # Every metric family this module (or the gateway) exports; the Grafana test checks queries against it.
 EXPORTED = (
     "mc_campaigns", "mc_messages_total", "mc_messages_inflight", "mc_queue_depth", "mc_queue_failed_jobs",
-    "mc_queue_started_jobs", "mc_rq_workers", "mc_audit_fallback_bytes", "mc_audit_dropped_events_total",
+    "mc_queue_started_jobs", "mc_rq_workers", "mc_cron_schedulers", "mc_core_client_cert_expiry_timestamp_seconds",
+    "mc_audit_fallback_bytes", "mc_audit_dropped_events_total",
     "mc_audit_store_up", "mc_core_up", "mc_core_channel_up", "mc_core_channel_throughput_tps",
     "mc_core_channel_queue_depth", "mc_core_channel_latency_seconds", "mc_core_channel_accepted_total",
     "mc_core_channel_delivered_total", "mc_core_queue_depth", "mc_scrape_errors",
@@ -88,7 +89,7 @@ class AggregateCollector:
         errors = GaugeMetricFamily("mc_scrape_errors", "Parts of this scrape that failed (1) or worked (0).",
                                    labels=["part"])
         for part, fn in (("database", self._database), ("queues", self._queues), ("audit", self._audit),
-                         ("core", self._core)):
+                         ("core", self._core), ("certificate", self._certificate)):
             try:
                 families = list(fn())
             except Exception as exc:  # a scrape reports a broken part, it never fails as a whole
@@ -157,6 +158,7 @@ class AggregateCollector:
 
     def _queues(self):
         from rq import Worker
+        from rq.cron import CronScheduler
         from rq.registry import FailedJobRegistry, StartedJobRegistry
 
         depth = GaugeMetricFamily("mc_queue_depth", "Jobs waiting in an RQ queue.", labels=["queue"])
@@ -168,9 +170,12 @@ class AggregateCollector:
             depth.add_metric([name], queue.count)
             failed.add_metric([name], FailedJobRegistry(queue=queue).count)
             started.add_metric([name], StartedJobRegistry(queue=queue).count)
+        connection = get_queue("default").connection
         workers = GaugeMetricFamily("mc_rq_workers", "Registered RQ workers.",
-                                    value=len(Worker.all(connection=get_queue("default").connection)))
-        return [depth, failed, started, workers]
+                                    value=len(Worker.all(connection=connection)))
+        schedulers = GaugeMetricFamily("mc_cron_schedulers", "Live rq cron schedulers (exactly one expected).",
+                                       value=len(CronScheduler.all(connection)))
+        return [depth, failed, started, workers, schedulers]
 
     def _audit(self):
         import audit
@@ -184,6 +189,16 @@ class AggregateCollector:
             GaugeMetricFamily("mc_audit_store_up", "1 when the audit store answers a ping.",
                               value=1 if store.ping() else 0),
         ]
+
+    def _certificate(self):
+        # Lazy: services.diagnostics imports this module back (the Core figures of its pre-flight).
+        from services.diagnostics import certificate_status
+
+        cert = certificate_status()
+        if cert["not_after"] is None:
+            raise ValueError(cert["reason"])  # counted in mc_scrape_errors{part="certificate"}
+        return [GaugeMetricFamily("mc_core_client_cert_expiry_timestamp_seconds", "When the client certificate "
+                                  "presented to the Core expires (Unix time).", value=cert["not_after"].timestamp())]
 
     def _core(self):
         payload = _core_metrics(self.app)

@@ -164,7 +164,7 @@ def test_monitoring_tab_embeds_the_shipped_dashboards():
 
 
 def test_prometheus_config_scrapes_metrics_with_a_token():
-    with open(os.path.join(ROOT, "deploy", "prometheus.yml"), encoding="utf-8") as fh:
+    with open(os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml"), encoding="utf-8") as fh:
         text = fh.read()
     assert "metrics_path: /metrics" in text and "type: Bearer" in text and "job_name: message-center" in text
     provisioning = glob.glob(os.path.join(ROOT, "deploy", "grafana", "provisioning", "*", "*.yml"))
