@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -81,8 +82,10 @@ def test_work_horse_series_reach_the_webs_metrics_and_scrapes_are_monotonic(app,
                     CORE_URL=core.url, CORE_CA=f"{core.certs_dir}/ca.pem",
                     CORE_CLIENT_CERT=f"{core.certs_dir}/client.pem", CORE_CLIENT_KEY=f"{core.certs_dir}/client.key",
                     MC_PRODUCTION="0")
+    home = tmp_path / "home"  # gunicorn's default control socket would go to $HOME/.gunicorn
+    home.mkdir()
     web_env = dict(base_env, PROMETHEUS_MULTIPROC_DIR=str(root / "web"), METRICS_COLLECT_DIR=str(root),
-                   PORT=str(free_port()), WEB_WORKERS="3", WEB_THREADS="2")
+                   PORT=str(free_port()), WEB_WORKERS="3", WEB_THREADS="2", HOME=str(home))
     worker_env = dict(base_env, PROMETHEUS_MULTIPROC_DIR=str(root / "worker-1"))
     queue_name = "default"
     get_queue(queue_name).empty()
@@ -95,6 +98,12 @@ def test_work_horse_series_reach_the_webs_metrics_and_scrapes_are_monotonic(app,
     try:
         url = f"http://127.0.0.1:{web_env['PORT']}"
         wait_http(url + "/healthz", web, web_log)
+        # The control socket is this instance's own, under MC_DATA_DIR (not the shared $HOME one).
+        ctl = os.path.join(app.config["MC_DATA_DIR"], f"gunicorn-{web_env['PORT']}.ctl")
+        deadline = time.time() + 10
+        while not os.path.exists(ctl) and time.time() < deadline:
+            time.sleep(0.1)
+        assert stat.S_ISSOCK(os.stat(ctl).st_mode) and not (home / ".gunicorn").exists()
         first = requests.get(url + "/metrics", timeout=30)
         assert first.status_code == 200
         assert first.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"  # one charset
