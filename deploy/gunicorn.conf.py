@@ -18,6 +18,11 @@ worker_class = "gthread"
 # Uploads stream for minutes; the limit is on idle sockets, not on a request's total time.
 timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
 graceful_timeout = 20
+# Idle keep-alive connections from nginx (deploy/nginx.conf.example: upstream keepalive, 60 s) stay
+# open longer here than there, so nginx never reuses a connection gunicorn just closed (a POST on
+# it would fail with 502; nginx retries only idempotent requests). gthread parks idle connections
+# in its poller, not in a thread.
+keepalive = 75
 accesslog = "-"
 # No query strings and no tokens: RedactingLogger rewrites %(r)s/%(U)s (services/access_log.py).
 logger_class = RedactingLogger
