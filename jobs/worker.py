@@ -9,7 +9,7 @@ nothing is shared across the fork; each horse opens its own.
 from rq.worker import Worker
 
 from app import create_app
-from services.metrics import fold_dead_process, multiprocess_dir
+from services.metrics import create_fold_lock, fold_dead_process, multiprocess_dir
 
 _app = None
 
@@ -33,6 +33,8 @@ class AppWorker(Worker):
         super().__init__(*args, **kwargs)
         worker_app()
         self._last_horse = 0
+        if multiprocess_dir():
+            create_fold_lock()
 
     def fork_work_horse(self, job, queue):
         super().fork_work_horse(job, queue)

@@ -273,9 +273,16 @@ class _DirLock:
         self.fd = -1
 
     def __enter__(self):
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:  # a read-only directory (someone else's): read it without the lock
+        # A shared lock needs no write access: under systemd the web sees the workers' directories
+        # read-only (ProtectSystem=strict), where the worker has created the lock file already.
+        flags = [os.O_RDONLY, os.O_RDWR | os.O_CREAT] if self.mode == fcntl.LOCK_SH else [os.O_RDWR | os.O_CREAT]
+        for flag in flags:
+            try:
+                self.fd = os.open(self.path, flag, 0o600)
+                break
+            except OSError:
+                continue
+        if self.fd < 0:  # no lock file and no right to create one: read without the lock
             return self
         fcntl.flock(self.fd, self.mode)
         return self
@@ -301,6 +308,15 @@ class FilesCollector:
         finally:
             for lock in locks:
                 lock.__exit__()
+
+
+def create_fold_lock(directory=None):
+    """Create this process kind's lock file up front, so a scrape that may only read the directory
+    (another unit's, under systemd) finds it and takes its shared lock from the first fold on."""
+    directory = directory or multiprocess_dir()
+    if directory and os.path.isdir(directory):
+        with _DirLock(directory, exclusive=True):
+            pass
 
 
 def fold_dead_process(pid, directory=None, into=None):

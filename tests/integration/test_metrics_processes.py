@@ -145,7 +145,7 @@ def test_work_horse_series_reach_the_webs_metrics_and_scrapes_are_monotonic(app,
         assert [f for f in files if f.endswith(".db") and "archive" not in f and not f.split("_")[-1][:-3].isdigit()] == []
         pids = {f.rsplit("_", 1)[-1][:-3] for f in files if f.endswith(".db") and "archive" not in f}
         assert len(pids) <= 1, files  # the worker main process itself; no work-horse left behind
-        assert any("archive" in f for f in files), files
+        assert any("archive" in f for f in files) and ".fold.lock" in files, files
     finally:
         if worker is not None:
             stop(worker)
