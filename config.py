@@ -90,6 +90,10 @@ def load_config(overrides=None, env=None):
         "EXPORT_TTL_HOURS": _int(env, "EXPORT_TTL_HOURS", 24),
         "DASHBOARD_CACHE_SECONDS": _int(env, "DASHBOARD_CACHE_SECONDS", 5),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        # Directory whose Prometheus multiprocess files (*.db in it and in its subdirectories) /metrics
+        # merges: every process kind of this host writes under it (docs/operations.md §8); unset = this
+        # process's own PROMETHEUS_MULTIPROC_DIR only.
+        "METRICS_COLLECT_DIR": env.get("METRICS_COLLECT_DIR") or None,
         "PREFLIGHT_MIN_RECIPIENTS": _int(env, "PREFLIGHT_MIN_RECIPIENTS", 100_000),
         # Messages per hour the wizard's estimate assumes (10/s: a conservative share of one Core channel).
         "CAMPAIGN_NOMINAL_RATE_PER_HOUR": _int(env, "CAMPAIGN_NOMINAL_RATE_PER_HOUR", 36_000),

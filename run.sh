@@ -32,6 +32,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM HUP
 
+# Prometheus multiprocess mode: web, workers (their work-horses) and rq cron write their metric
+# files under one directory, wiped before they start (prometheus_client's rule: stale files from a
+# previous run would be merged as if alive); /metrics merges them (docs/operations.md §8).
+export METRICS_COLLECT_DIR="$MC_DATA_DIR/metrics"
+export PROMETHEUS_MULTIPROC_DIR="$METRICS_COLLECT_DIR"
+rm -rf "$METRICS_COLLECT_DIR"
+mkdir -p "$METRICS_COLLECT_DIR"
+
 flask db upgrade
 flask certs dev
 flask demo seed

@@ -32,6 +32,7 @@ def _allowed():
 def scrape():
     if not _allowed():
         abort(403 if current_app.config["METRICS_TOKEN"] else 404)
+    # content_type, not mimetype: Flask appends "; charset=utf-8" to a mimetype (it said it twice).
     return Response(metrics.render(cast(Any, current_app)._get_current_object()),
-                    mimetype="text/plain; version=0.0.4; charset=utf-8",
+                    content_type="text/plain; version=0.0.4; charset=utf-8",
                     headers={"Cache-Control": "no-store"})

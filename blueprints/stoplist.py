@@ -33,7 +33,8 @@ class StopListAddForm(FlaskForm):
 
 class StopListImportForm(FlaskForm):
     file = FileField("Opt-out file (.csv or .txt, one number per line, up to 20 MB)", validators=[FileRequired()])
-    reason = StringField("Reason", validators=[Optional(), Length(max=200)])
+    # Its own id: the add form on the same page has a `reason` field too (ids are unique per page).
+    reason = StringField("Reason", validators=[Optional(), Length(max=200)], id="import-reason")
     submit = SubmitField("Import")
 
 

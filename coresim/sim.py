@@ -103,14 +103,37 @@ def parse_status(value):
     return int(str(value), 16) if str(value).lower().startswith("0x") else int(value)
 
 
+LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800)  # seconds; +Inf is the count
+
+
 class Channel:
     def __init__(self, name):
         self.name = name
         self.next_free = 0.0  # virtual clock: when the bind can take the next message
         self.delivered: collections.deque = collections.deque(maxlen=200_000)  # report times (throughput)
         self.latencies: collections.deque = collections.deque(maxlen=1000)  # seconds, acceptance -> report
+        # Cumulative since start (a Prometheus histogram): counts per upper bound, sum and count.
+        self.latency_buckets = [0] * len(LATENCY_BUCKETS)
+        self.latency_sum = 0.0
+        self.latency_count = 0
         self.accepted_total = 0
         self.delivered_total = 0
+
+    def observe_latency(self, seconds):
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency_buckets[i] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
+
+    def latency_histogram(self):
+        buckets = {_bound(b): n for b, n in zip(LATENCY_BUCKETS, self.latency_buckets, strict=True)}
+        buckets["+Inf"] = self.latency_count
+        return {"buckets": buckets, "sum": round(self.latency_sum, 6), "count": self.latency_count}
+
+
+def _bound(value):
+    return str(float(value)) if not float(value).is_integer() else str(int(value))
 
 
 class CoreSimulator:
@@ -373,6 +396,7 @@ class CoreSimulator:
                     "name": c.name, "up": True, "tps_limit": self.config["tps"],
                     "throughput_tps": round(recent / 10.0, 1), "queue_depth": depths.get(c.name, 0),
                     "latency_ms": {"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95)},
+                    "latency_seconds": c.latency_histogram(),
                     "accepted_total": c.accepted_total, "delivered_total": c.delivered_total})
         return {"at": iso(now), "queue_depth": sum(depths.values()), "accepted_total": self._counters["accepted"],
                 "delivered_total": sum(c["delivered_total"] for c in channels), "channels": channels}
@@ -415,6 +439,7 @@ class CoreSimulator:
                 if c is not None:
                     c.delivered.append(due_at)
                     c.latencies.append(due_at - accepted_at)
+                    c.observe_latency(due_at - accepted_at)
                     c.delivered_total += 1
         return len(rows)
 

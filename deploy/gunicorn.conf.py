@@ -2,6 +2,7 @@
 import os
 
 from services.access_log import RedactingLogger, secret_patterns
+from services.metrics import fold_dead_process
 
 bind = f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 # Two processes per core (at most 8) with 32 threads each: pages are CPU-bound Python, so the
@@ -17,11 +18,24 @@ worker_class = "gthread"
 # Uploads stream for minutes; the limit is on idle sockets, not on a request's total time.
 timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
 graceful_timeout = 20
+# Idle keep-alive connections from nginx (deploy/nginx.conf.example: upstream keepalive, 60 s) stay
+# open longer here than there, so nginx never reuses a connection gunicorn just closed (a POST on
+# it would fail with 502; nginx retries only idempotent requests). gthread parks idle connections
+# in its poller, not in a thread.
+keepalive = 75
 accesslog = "-"
 # No query strings and no tokens: RedactingLogger rewrites %(r)s/%(U)s (services/access_log.py).
 logger_class = RedactingLogger
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# gunicorn's control socket (`gunicornc`): under MC_DATA_DIR, one per bind port, not the shared
+# default $HOME/.gunicorn/gunicorn.ctl (every instance on a host would fight over it, and the
+# systemd unit's ProtectSystem=strict makes $HOME read-only). A path too long for a unix socket
+# (108 bytes) turns it off instead of failing the start.
+control_socket = os.path.join(os.path.abspath(os.environ.get("MC_DATA_DIR") or "instance"),
+                              f"gunicorn-{bind.rsplit(':', 1)[-1]}.ctl")
+control_socket_disable = len(control_socket.encode()) > 100
 
 
 def post_worker_init(worker):
@@ -30,11 +44,10 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    # prometheus_client multiprocess mode: drop the dead worker's live gauges.
+    # prometheus_client multiprocess mode: the dead worker's counters and histograms are folded into
+    # the master's archive file (kept, so /metrics stays monotonic) and its live gauges dropped.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
+        fold_dead_process(worker.pid)
 
 
 def _return_large_blocks_to_the_os():

@@ -10,6 +10,7 @@ nothing is shared across the fork; each horse opens its own.
 from rq.worker import SimpleWorker, Worker
 
 from app import create_app
+from services.metrics import create_fold_lock, fold_dead_process, multiprocess_dir
 
 _app = None
 
@@ -32,6 +33,24 @@ class AppWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         worker_app()
+        self._last_horse = 0
+        if multiprocess_dir():
+            create_fold_lock()
+
+    def fork_work_horse(self, job, queue):
+        super().fork_work_horse(job, queue)
+        self._last_horse = self._horse_pid
+
+    def execute_job(self, job, queue):
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            # Each job runs in a new work-horse process, which leaves its metric files behind
+            # (multiprocess mode): fold them into this worker's archive so /metrics keeps the values
+            # and the directory does not grow by two files per job.
+            if self._last_horse and multiprocess_dir():
+                fold_dead_process(self._last_horse)
+            self._last_horse = 0
 
 
 class TriggerWorker(SimpleWorker):

@@ -1,10 +1,13 @@
 """Prometheus metrics for `/metrics`: process metrics plus aggregates read on each scrape.
 
 Process-level series (Core call latency `mc_core_request_seconds`, `[core-slow]`/`[core-large]`
-counts, job durations `mc_job_duration_seconds`) are recorded where they happen. With several
-gunicorn workers / RQ work-horses set `PROMETHEUS_MULTIPROC_DIR` (an empty, writable directory,
-wiped at service start) in the environment of every process *before* it starts: prometheus_client
-then keeps the values in files there and the scrape merges them (`MultiProcessCollector`).
+counts, job durations `mc_job_duration_seconds`) are recorded where they happen — most of them in
+RQ work-horses and gunicorn workers, not in the process that answers the scrape. So every process
+kind runs with `PROMETHEUS_MULTIPROC_DIR` (an empty, writable directory, wiped when that kind
+starts) in its environment *before* it starts: prometheus_client then keeps the values in files
+there, and the scrape merges the files of every directory under `METRICS_COLLECT_DIR` (web,
+workers and `rq cron` of the host). A finished work-horse or gunicorn worker is folded into its
+parent's archive file (`fold_dead_process`), so the files stay a few per live process.
 
 Aggregates are computed from the database, Redis and the audit store when scraped, never kept in
 process memory, so every web worker answers the same: campaigns by status, messages
@@ -13,11 +16,15 @@ lane's push -> Core latency per workspace and its live workers (services/trigger
 fallback bytes and dropped events, and the Core's per-ESME-channel figures (`GET /v1/metrics`,
 cached for a few seconds). A part that fails is skipped and counted in `mc_scrape_errors`.
 """
+import fcntl
+import glob
 import logging
 import os
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import func, select
 
 import audit
@@ -30,15 +37,17 @@ from services.queues import QUEUES, get_queue
 
 log = logging.getLogger("mc.metrics")
 
-JOB_SECONDS = Histogram("mc_job_duration_seconds", "Duration of background jobs.", ["job", "queue"],
+# `job_name`, not `job`: Prometheus's own target label is `job`, and a clash renames ours `exported_job`.
+JOB_SECONDS = Histogram("mc_job_duration_seconds", "Duration of background jobs.", ["job_name", "queue"],
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
 
 # Every metric family this module (or the gateway) exports; the Grafana test checks queries against it.
 EXPORTED = (
     "mc_campaigns", "mc_messages_total", "mc_messages_inflight", "mc_queue_depth", "mc_queue_failed_jobs",
-    "mc_queue_started_jobs", "mc_rq_workers", "mc_audit_fallback_bytes", "mc_audit_dropped_events_total",
+    "mc_queue_started_jobs", "mc_rq_workers", "mc_cron_schedulers", "mc_core_client_cert_expiry_timestamp_seconds",
+    "mc_audit_fallback_bytes", "mc_audit_dropped_events_total",
     "mc_audit_store_up", "mc_core_up", "mc_core_channel_up", "mc_core_channel_throughput_tps",
-    "mc_core_channel_queue_depth", "mc_core_channel_latency_ms", "mc_core_channel_accepted_total",
+    "mc_core_channel_queue_depth", "mc_core_channel_latency_seconds", "mc_core_channel_accepted_total",
     "mc_core_channel_delivered_total", "mc_core_queue_depth", "mc_scrape_errors",
     "mc_job_duration_seconds", "mc_core_request_seconds", "mc_core_slow_total", "mc_core_large_total",
     "mc_workspace_campaigns", "mc_workspace_messages_total", "mc_workspace_messages_inflight",
@@ -46,8 +55,8 @@ EXPORTED = (
 )
 
 
-def observe_job(job, queue, seconds):
-    JOB_SECONDS.labels(job, queue).observe(seconds)
+def observe_job(job_name, queue, seconds):
+    JOB_SECONDS.labels(job_name, queue).observe(seconds)
 
 
 def multiprocess_dir():
@@ -65,7 +74,7 @@ class AggregateCollector:
         errors = GaugeMetricFamily("mc_scrape_errors", "Parts of this scrape that failed (1) or worked (0).",
                                    labels=["part"])
         for part, fn in (("database", self._database), ("queues", self._queues), ("audit", self._audit),
-                         ("core", self._core), ("trigger", self._trigger)):
+                         ("core", self._core), ("trigger", self._trigger), ("certificate", self._certificate)):
             try:
                 families = list(fn())
             except Exception as exc:  # a scrape reports a broken part, it never fails as a whole
@@ -123,6 +132,7 @@ class AggregateCollector:
 
     def _queues(self):
         from rq import Worker
+        from rq.cron import CronScheduler
         from rq.registry import FailedJobRegistry, StartedJobRegistry
 
         depth = GaugeMetricFamily("mc_queue_depth", "Jobs waiting in an RQ queue.", labels=["queue"])
@@ -134,9 +144,12 @@ class AggregateCollector:
             depth.add_metric([name], queue.count)
             failed.add_metric([name], FailedJobRegistry(queue=queue).count)
             started.add_metric([name], StartedJobRegistry(queue=queue).count)
+        connection = get_queue("default").connection
         workers = GaugeMetricFamily("mc_rq_workers", "Registered RQ workers.",
-                                    value=len(Worker.all(connection=get_queue("default").connection)))
-        return [depth, failed, started, workers]
+                                    value=len(Worker.all(connection=connection)))
+        schedulers = GaugeMetricFamily("mc_cron_schedulers", "Live rq cron schedulers (exactly one expected).",
+                                       value=len(CronScheduler.all(connection)))
+        return [depth, failed, started, workers, schedulers]
 
     def _trigger(self):
         """The Trigger lane: push -> accepted by the Core per workspace over the last minute, and
@@ -164,6 +177,16 @@ class AggregateCollector:
                               value=1 if store.ping() else 0),
         ]
 
+    def _certificate(self):
+        # Lazy: services.diagnostics imports this module back (the Core figures of its pre-flight).
+        from services.diagnostics import certificate_status
+
+        cert = certificate_status()
+        if cert["not_after"] is None:
+            raise ValueError(cert["reason"])  # counted in mc_scrape_errors{part="certificate"}
+        return [GaugeMetricFamily("mc_core_client_cert_expiry_timestamp_seconds", "When the client certificate "
+                                  "presented to the Core expires (Unix time).", value=cert["not_after"].timestamp())]
+
     def _core(self):
         payload = core_probe.core_metrics(self.app)
         up = GaugeMetricFamily("mc_core_up", "1 when the Core answered GET /v1/metrics.", value=1 if payload else 0)
@@ -175,8 +198,8 @@ class AggregateCollector:
                                 labels=labels)
         queue = GaugeMetricFamily("mc_core_channel_queue_depth", "Accepted messages without a final report.",
                                   labels=labels)
-        latency = GaugeMetricFamily("mc_core_channel_latency_ms", "Acceptance to final report, last 1000 messages.",
-                                    labels=["channel", "quantile"])
+        latency = HistogramMetricFamily("mc_core_channel_latency_seconds", "Acceptance to final report (the "
+                                        "Core's cumulative histogram).", labels=labels)
         accepted = CounterMetricFamily("mc_core_channel_accepted", "Messages accepted on the channel.",
                                        labels=labels)
         delivered = CounterMetricFamily("mc_core_channel_delivered", "Messages delivered on the channel.",
@@ -186,10 +209,9 @@ class AggregateCollector:
             ch_up.add_metric([name], 1 if ch.get("up") else 0)
             tps.add_metric([name], float(ch.get("throughput_tps") or 0))
             queue.add_metric([name], float(ch.get("queue_depth") or 0))
-            for q, key in (("0.5", "p50"), ("0.95", "p95")):
-                value = (ch.get("latency_ms") or {}).get(key)
-                if value is not None:
-                    latency.add_metric([name, q], float(value))
+            histogram = _latency_buckets(ch.get("latency_seconds"))
+            if histogram is not None:
+                latency.add_metric([name], *histogram)
             accepted.add_metric([name], float(ch.get("accepted_total") or 0))
             delivered.add_metric([name], float(ch.get("delivered_total") or 0))
         total_queue = GaugeMetricFamily("mc_core_queue_depth", "Accepted messages without a final report (Core).",
@@ -197,14 +219,132 @@ class AggregateCollector:
         return [up, ch_up, tps, queue, latency, accepted, delivered, total_queue]
 
 
-def render(app):
-    """The Prometheus text exposition: process metrics (merged across processes in multiprocess
-    mode) followed by the aggregates."""
-    if multiprocess_dir():
-        from prometheus_client import multiprocess
+def _latency_buckets(raw):
+    """([(le, cumulative count)…], sum) from the Core's `latency_seconds` object, or None when it is
+    missing or malformed (a channel without it simply has no latency series)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("buckets"), dict):
+        return None
+    try:
+        buckets = sorted(((float(le), le, int(n)) for le, n in raw["buckets"].items()),
+                         key=lambda item: item[0])
+        total = float(raw.get("sum") or 0)
+    except (TypeError, ValueError):
+        return None
+    if not buckets or buckets[-1][1] != "+Inf":
+        return None
+    return [(le, n) for _, le, n in buckets], total
 
+
+def _multiprocess_dirs(collect_dir):
+    """Every directory the scrape merges: this process's own and the collect directory's tree."""
+    own = multiprocess_dir()
+    dirs = [own] if own else []
+    if collect_dir and os.path.isdir(collect_dir):
+        dirs.append(collect_dir)
+        dirs.extend(sorted(e.path for e in os.scandir(collect_dir) if e.is_dir(follow_symlinks=False)))
+    unique: list = []
+    for d in dirs:
+        if os.path.isdir(d) and os.path.realpath(d) not in {os.path.realpath(u) for u in unique}:
+            unique.append(d)
+    return unique
+
+
+class _DirLock:
+    """flock on `<dir>/.fold.lock`: a scrape reads a directory under a shared lock, folding a dead
+    process's files into the archive takes it exclusively — so no scrape sees a value twice (archive
+    written, file not yet removed) or not at all (removed, archive not yet written)."""
+
+    def __init__(self, directory, exclusive):
+        self.path = os.path.join(directory, ".fold.lock")
+        self.mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        self.fd = -1
+
+    def __enter__(self):
+        # A shared lock needs no write access: under systemd the web sees the workers' directories
+        # read-only (ProtectSystem=strict), where the worker has created the lock file already.
+        flags = [os.O_RDONLY, os.O_RDWR | os.O_CREAT] if self.mode == fcntl.LOCK_SH else [os.O_RDWR | os.O_CREAT]
+        for flag in flags:
+            try:
+                self.fd = os.open(self.path, flag, 0o600)
+                break
+            except OSError:
+                continue
+        if self.fd < 0:  # no lock file and no right to create one: read without the lock
+            return self
+        fcntl.flock(self.fd, self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd >= 0:
+            os.close(self.fd)  # closing releases the lock
+
+
+class FilesCollector:
+    """prometheus_client's MultiProcessCollector over several directories (one per process kind)."""
+
+    def __init__(self, dirs):
+        self.dirs = dirs
+
+    def collect(self):
+        locks = [_DirLock(d, exclusive=False) for d in self.dirs]
+        for lock in locks:
+            lock.__enter__()
+        try:
+            files = [f for d in self.dirs for f in sorted(glob.glob(os.path.join(d, "*.db")))]
+            return MultiProcessCollector.merge(files, accumulate=True)
+        finally:
+            for lock in locks:
+                lock.__exit__()
+
+
+def create_fold_lock(directory=None):
+    """Create this process kind's lock file up front, so a scrape that may only read the directory
+    (another unit's, under systemd) finds it and takes its shared lock from the first fold on."""
+    directory = directory or multiprocess_dir()
+    if directory and os.path.isdir(directory):
+        with _DirLock(directory, exclusive=True):
+            pass
+
+
+def fold_dead_process(pid, directory=None, into=None):
+    """Fold a finished process's counter and histogram files into `<type>_archive-<into>.db` and remove
+    them; drop its live gauges (`mark_process_dead`). Counters stay monotonic, and the directory does
+    not gain two files per RQ work-horse (one per job) or per recycled gunicorn worker: a scrape
+    reads a few files per live process, not one per job ever run. `into` is the surviving parent
+    (the `rq worker` main process, the gunicorn master). A crash between writing the archive and
+    removing the file counts that process's values twice — once, for one job."""
+    directory = directory or multiprocess_dir()
+    if not directory or not os.path.isdir(directory):
+        return 0
+    into = into if into is not None else os.getpid()
+    folded = 0
+    with _DirLock(directory, exclusive=True):
+        for kind in ("counter", "histogram"):
+            source = os.path.join(directory, f"{kind}_{pid}.db")
+            if not os.path.exists(source):
+                continue
+            values = list(MmapedDict.read_all_values_from_file(source))
+            archive = MmapedDict(os.path.join(directory, f"{kind}_archive-{into}.db"))
+            try:
+                for key, value, timestamp, _pos in values:
+                    current, _ = archive.read_value(key)
+                    archive.write_value(key, current + value, timestamp)
+            finally:
+                archive.close()
+            os.unlink(source)
+            folded += len(values)
+    mark_process_dead(pid, directory)
+    return folded
+
+
+def render(app):
+    """The Prometheus text exposition: process metrics (merged across every local process in
+    multiprocess mode) followed by the aggregates."""
+
+    dirs = _multiprocess_dirs(app.config["METRICS_COLLECT_DIR"])
+    if dirs:
         base = CollectorRegistry()
-        multiprocess.MultiProcessCollector(base)
+        base.register(FilesCollector(dirs))
     else:
         base = REGISTRY
     aggregates = CollectorRegistry(auto_describe=False)

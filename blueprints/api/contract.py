@@ -195,17 +195,19 @@ def respond(schema_cls, status=200, description=None):
 
 
 def doc(summary, *, errors=None, path_values=None, path_schemas=None, responses=None, parameters=None,
-        request_body=None, body=None):
+        request_body=None, body=None, description=None):
     """Documentation only: a summary, what each error status means here, and — for what is not a
     JSON schema — raw OpenAPI pieces (a file response, a raw-body upload, a header parameter).
     `path_values={"action": (...)}` documents a variable path segment as one path per value,
     `path_schemas={"kind": {...}}` as one parameter with that schema;
-    `body=Schema` declares the JSON body of a view that calls `parse_body(Schema)` itself."""
+    `body=Schema` declares the JSON body of a view that calls `parse_body(Schema)` itself;
+    `description` is prose the OpenAPI description adds after the summary (spec.py adds who may call it)."""
 
     def decorate(view):
         notes = dict(summary=summary, errors=errors or {}, path_values=path_values or {},
                      path_schemas=path_schemas or {},
-                     raw_responses=responses or {}, parameters=parameters or [], request_body=request_body)
+                     raw_responses=responses or {}, parameters=parameters or [], request_body=request_body,
+                     description=description)
         if body is not None:
             notes.update(body=body, body_required=True)
         return _noted(view, **notes)

@@ -6,6 +6,7 @@ request and shape a response are the ones the document shows. The errors every A
 (401 from `@api_route`, 400/413/415 for a body, 404 for an id in the path) are added here once.
 """
 import functools
+import inspect
 import re
 
 from apispec import APISpec
@@ -13,12 +14,62 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import current_app
 
 from blueprints.api.schemas import Error
+from services.permissions import PERMISSIONS
 
 OPENAPI_VERSION = "3.1.0"
 PREFIX = "/api/v1/"
 VARIABLE = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 PATH_INT_MAX = 2**31 - 1  # BoundedIntConverter (app.py): a larger id is simply not found
 _ERROR = {"$ref": "#/components/schemas/Error"}
+
+# One tag per area (generated clients group their methods by it): name, description.
+TAGS = {
+    "Account": "The token itself and this document.",
+    "Audit": "The workspace's audit trail.",
+    "Campaigns": "Campaigns: create, read, and move through their lifecycle (submit, start, pause, resume, "
+                 "cancel, archive, restore).",
+    "Recipients": "Recipient lists: raw uploads with their progress, the stored recipients, and Trigger pushes.",
+    "Sender names": "Sender names (SADDR/TON/NPI) and their moderated revisions.",
+    "Moderation": "The moderators' queue: approve or reject campaigns and sender names.",
+    "Exports": "Exports of a campaign's delivery records and their download.",
+}
+# The area of each API module (blueprints/api/*.py); the few endpoints of a module that belong
+# elsewhere are named in ENDPOINT_TAGS.
+MODULE_TAGS = {
+    "blueprints.api.core": "Account", "blueprints.api.campaigns": "Campaigns", "blueprints.api.uploads": "Recipients",
+    "blueprints.api.trigger": "Recipients", "blueprints.api.senders": "Sender names",
+    "blueprints.api.moderation": "Moderation", "blueprints.api.exports": "Exports",
+}
+ENDPOINT_TAGS = {"api.audit_feed": "Audit"}
+
+
+def _tag(endpoint, view):
+    module = getattr(inspect.unwrap(view), "__module__", "")
+    tag = ENDPOINT_TAGS.get(endpoint) or MODULE_TAGS.get(module)
+    if tag is None:
+        raise KeyError(f"{endpoint} ({module}): no OpenAPI tag; add its module to MODULE_TAGS")
+    return tag
+
+
+def _description(view, api, summary):
+    """What a client needs beyond the summary, from the view's declarations (so it cannot drift):
+    who may call it, what the body is, then any prose the view's `doc(description=…)` adds."""
+    parts = [summary.rstrip(".") + "."]
+    if api.get("description"):
+        parts.append(api["description"])
+    action = getattr(view, "_permission", None)
+    if not hasattr(view, "_permission"):
+        parts.append("Public: no token needed.")
+    elif action is None:
+        parts.append("Any valid token of a current workspace member.")
+    else:
+        roles = ", ".join(sorted(PERMISSIONS[action]))
+        parts.append(f"Permission `{action}`: roles {roles} (and super admins).")
+    if api.get("body"):
+        parts.append("The body is a JSON object; unknown fields are refused (invalid_fields).")
+    if api.get("query"):
+        parts.append("Unknown query parameters are ignored.")
+    return "\n\n".join(parts)
 
 
 def _error(description):
@@ -57,8 +108,9 @@ def _operation(endpoint, view, path_names, fixed):
     parameters += api.get("parameters", [])
     if api.get("query"):
         parameters.append({"in": "query", "schema": api["query"]})
-    operation = {"summary": summary, "operationId": "_".join([endpoint.split(".")[-1], *fixed.values()]),
-                 "responses": _responses(view, api, bool(path_names))}
+    operation = {"summary": summary, "description": _description(view, api, summary),
+                 "operationId": "_".join([endpoint.split(".")[-1], *fixed.values()]),
+                 "tags": [_tag(endpoint, view)], "responses": _responses(view, api, bool(path_names))}
     if parameters:
         operation["parameters"] = parameters
     if api.get("body"):
@@ -110,6 +162,8 @@ def build(app):
             path = VARIABLE.sub(functools.partial(_fill_path_value, fixed), rule.rule)
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 paths.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, view, names, fixed)
+    for name, description in TAGS.items():
+        spec.tag({"name": name, "description": description})
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()

@@ -108,7 +108,7 @@ def test_multiprocess_mode_merges_every_process(tmp_path, app):
                          check=True, cwd=ROOT, capture_output=True, text=True).stdout
     found = samples(text_string_to_metric_families(out))
     assert value(found, "mc_core_slow_total", operation="health") == 2
-    assert value(found, "mc_job_duration_seconds_count", job="build_export", queue="exports") == 2
+    assert value(found, "mc_job_duration_seconds_count", job_name="build_export", queue="exports") == 2
     assert "mc_campaigns" in found
 
 
@@ -164,7 +164,7 @@ def test_monitoring_tab_embeds_the_shipped_dashboards():
 
 
 def test_prometheus_config_scrapes_metrics_with_a_token():
-    with open(os.path.join(ROOT, "deploy", "prometheus.yml"), encoding="utf-8") as fh:
+    with open(os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml"), encoding="utf-8") as fh:
         text = fh.read()
     assert "metrics_path: /metrics" in text and "type: Bearer" in text and "job_name: message-center" in text
     provisioning = glob.glob(os.path.join(ROOT, "deploy", "grafana", "provisioning", "*", "*.yml"))

@@ -1,6 +1,12 @@
 """One ordered place for the app's request hooks and context processors (app.py
 `_register_request_hooks`), and one answer to "what access does this endpoint declare"."""
 
+import io
+import logging
+
+import pytest
+
+from app import RequestIdFilter
 from blueprints.access import UNDECLARED, access_of, is_public
 
 BEFORE = ["assign_request_id", "check_session", "require_second_factor", "idle_timeout", "enforce_access"]
@@ -50,3 +56,22 @@ def test_access_of_answers_for_every_endpoint(app):
         for rule in app.url_map.iter_rules():
             if rule.endpoint != "static":
                 assert access_of(rule.endpoint) is not UNDECLARED, rule.endpoint
+
+
+@pytest.mark.parametrize("supplied", ["csrf-refused-7", None])
+def test_a_csrf_refusal_keeps_the_request_id(app, client, supplied):
+    """The CSRF check refuses before any view: the answer and its log line still carry the id."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # the app's own format and filter, into a buffer
+    handler.setFormatter(logging.Formatter("[%(request_id)s] %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    app.logger.addHandler(handler)
+    try:
+        headers = {"X-Request-ID": supplied} if supplied else {}
+        response = client.post("/login", data={"email": "a@b.test", "password": "x"}, headers=headers, csrf=False)
+    finally:
+        app.logger.removeHandler(handler)
+    assert response.status_code == 400
+    rid = response.headers["X-Request-ID"]
+    assert rid == supplied if supplied else len(rid) == 32
+    assert f"[{rid}] CSRF refused" in stream.getvalue(), stream.getvalue()
