@@ -91,14 +91,6 @@ def test_the_pages_the_browser_suite_visits_are_valid_html(app, tmp_path):
     errors = [(m, f"{where.get(m.get('url', '').removeprefix('file:'), m.get('url'))} line {m.get('lastLine')}: "
                   f"{m.get('message')} — {m.get('extract', '').strip()[:120]!r}")
               for m in messages if m.get("type") == "error"]
-    # `<time datetime>` with microseconds is issue 17's (it owns time rendering: the `when` macro);
-    # while that macro still writes isoformat(), those errors alone are an expected failure, and
-    # they fail this test as soon as the macro has changed.
-    with open(os.path.join(ROOT, "templates", "macros.html"), encoding="utf-8") as fh:
-        time_unfixed = "dt.isoformat()" in fh.read()
-    pending = [text for m, text in errors if time_unfixed and "on element “time”" in m.get("message", "")]
-    errors = [text for m, text in errors if text not in pending]
+    errors = [text for _, text in errors]
     assert not errors, f"{len(errors)} vnu errors:\n" + "\n".join(errors)
-    if pending:
-        pytest.xfail(f"{len(pending)} <time datetime> errors wait for issue 17 (time rendering), e.g. {pending[0]}")
     print(f"vnu: {len(saved)} pages, 0 errors", file=sys.stderr)
