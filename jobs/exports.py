@@ -23,11 +23,14 @@ def build_export(export_id):
 
 @app_job
 def expire_exports():
-    from services import exports
+    from services import exports, file_store
 
     removed = exports.expire()
     if removed:
         log.info("exports: %s expired export(s) removed", removed)
+    abandoned = file_store.sweep_incomplete()   # files whose writer died (a killed build or upload)
+    if abandoned:
+        log.info("file store: %s incomplete file(s) removed", abandoned)
     return removed
 
 
