@@ -78,16 +78,21 @@ class LocalStore:
         path = os.path.join(self.directory(kind), f"{uuid.uuid4().hex}.{suffix}")
         part = path + ".part"
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as raw:
-                writer = _Writer(raw, path)
-                yield writer
-            os.replace(part, path)
-        except BaseException as exc:
+            raw = os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        except OSError as exc:
+            raise _store_failed(exc) from exc
+        try:
+            yield _Writer(_LocalRaw(raw), path)
+            try:
+                raw.close()
+                os.replace(part, path)
+            except OSError as exc:
+                raise _store_failed(exc) from exc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                raw.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(part)
-            if isinstance(exc, OSError):
-                raise _store_failed(exc) from exc
             raise
 
     def open(self, ref):
@@ -137,14 +142,11 @@ class DatabaseStore:
             raise _store_failed(exc) from exc
         raw = _ChunkWriter(conn, file_id, kind, self.chunk_bytes)
         try:
-            raw.begin()
-            writer = _Writer(raw, ref)
-            yield writer
-            raw.finish()
-        except BaseException as exc:
+            _guarded(raw.begin)
+            yield _Writer(raw, ref)
+            _guarded(raw.finish)
+        except BaseException:
             raw.abort()
-            if isinstance(exc, SQLAlchemyError):
-                raise _store_failed(exc) from exc
             raise
         finally:
             conn.close()
@@ -181,6 +183,31 @@ class DatabaseStore:
         return len(ids)
 
 
+def _guarded(step):
+    """A step of the database writer; a database error becomes FileStoreFailed."""
+    try:
+        step()
+    except SQLAlchemyError as exc:
+        raise _store_failed(exc) from exc
+
+
+class _LocalRaw(io.RawIOBase):
+    """The local file as a raw writer whose OS errors (disk full) are FileStoreFailed."""
+
+    def __init__(self, fh):
+        super().__init__()
+        self.fh = fh
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            raise _store_failed(exc) from exc
+
+
 class _ChunkWriter(io.RawIOBase):
     """Raw writer: buffers one chunk, inserts it in its own transaction on its own connection (so a
     1 GB upload is never one transaction, and the request's session is untouched)."""
@@ -215,8 +242,12 @@ class _ChunkWriter(io.RawIOBase):
     def _flush_chunk(self):
         if not self.buffer:
             return
-        with self.conn.begin():
-            self.conn.execute(insert(FileChunk).values(file_id=self.file_id, seq=self.seq, data=bytes(self.buffer)))
+        try:
+            with self.conn.begin():
+                self.conn.execute(insert(FileChunk).values(file_id=self.file_id, seq=self.seq,
+                                                           data=bytes(self.buffer)))
+        except SQLAlchemyError as exc:
+            raise _store_failed(exc) from exc
         self.size += len(self.buffer)
         self.seq += 1
         self.buffer = bytearray()
