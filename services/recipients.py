@@ -40,6 +40,7 @@ from services.recipient_store import Probe, store_numbers
 log = logging.getLogger("mc.recipients")
 
 COPY_CHUNK_BYTES = 1024 * 1024          # the spool writer's fixed read size
+HASH_BLOCK_BYTES = 256 * 1024          # read size for the digest: small, so the peak does not track the file
 ALLOWED_EXTENSIONS = (".csv", ".txt")
 
 
@@ -310,7 +311,7 @@ def store_sha256(upload):
     computes the same digest again."""
     digest = hashlib.sha256()
     with file_store.open_file(upload.spool_path) as fh:
-        for block in iter(lambda: fh.read(COPY_CHUNK_BYTES), b""):
+        for block in iter(lambda: fh.read(HASH_BLOCK_BYTES), b""):
             digest.update(block)
     db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.sha256.is_(None))
                        .values(sha256=digest.hexdigest()).execution_options(synchronize_session=False))

@@ -71,7 +71,7 @@ def test_master_killed_mid_dispatch_the_campaign_finishes_exactly_once(app, tmp_
                    DISPATCH_BATCH_SIZE=50, DISPATCH_LEASE_SECONDS=3, DISPATCH_TIME_BUDGET=10,
                    STALLED_JOB_SECONDS=10, CORE_READ_TIMEOUT=10)
     procs = Procfile(str(tmp_path), "host", {
-        "worker": "rq worker -w jobs.worker.AppWorker --with-scheduler --logging_level WARNING "
+        "worker": "rq worker -w jobs.worker.AppWorker --with-scheduler --maintenance-interval 30 --logging_level WARNING "
                   "-c jobs.rq_settings --path . dispatch default",
         "cron": "python -m jobs.scheduler --logging-level warning jobs/cron.py",
     }, env).start()
