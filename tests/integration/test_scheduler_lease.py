@@ -102,3 +102,30 @@ def test_standby_takes_over_within_10_seconds_of_a_sigkill(app):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         redis.delete("rq:queue:default")
+
+
+def test_diagnostics_page_names_the_scheduling_host(client):
+    import socket
+
+    from jobs.scheduler import LeasedCronScheduler
+    from tests.factories import make_user
+
+    active = LeasedCronScheduler(redis_connection(), 60)   # long enough for the page, renewed by nobody here
+    standby = LeasedCronScheduler(redis_connection(), 60)
+    active.register_birth()
+    standby.register_birth()
+    try:
+        assert active.enqueue_jobs() == [] and active.lease.held      # no jobs registered: only the lease
+        assert standby.enqueue_jobs() == [] and not standby.lease.held
+        assert standby.calculate_sleep_interval() == standby.lease.renew_every   # a standby does not spin
+        status = diagnostics.cron_status()
+        assert status["leader"]["name"] == active.name, status
+        make_user("root@example.com", superadmin=True)
+        client.login("root@example.com")
+        html = client.get("/admin/diagnostics").get_data(as_text=True)
+        assert "Scheduling now" in html and socket.gethostname() in html and active.name in html
+        assert "1 standing by" in html and "standby" in html
+    finally:
+        active.register_death()
+        standby.register_death()
+    assert scheduler_lease.current(redis_connection()) is None    # a clean stop gives the lease up
