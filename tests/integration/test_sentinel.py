@@ -5,6 +5,8 @@ failover the campaign finishes with every recipient at the Core exactly once."""
 import shutil
 
 import pytest
+from limits.storage import storage_from_string
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from config import load_config, parse_sentinel_url
@@ -54,6 +56,9 @@ def test_master_killed_mid_dispatch_the_campaign_finishes_exactly_once(app, tmp_
     client = redis_from_url(sentinel.url, socket_connect_timeout=1, socket_timeout=2)
     client.set("mc:probe", "1")
     assert client.get("mc:probe") == b"1"   # the app's client finds the master through the Sentinel
+    cfg = load_config({"SECRET_KEY": "x"}, env={"REDIS_URL": sentinel.url, "MC_DATA_DIR": str(tmp_path / "cfg")})
+    limits = storage_from_string(cfg["RATELIMIT_STORAGE_URI"], **cfg["RATELIMIT_STORAGE_OPTIONS"])
+    assert limits.check() and limits.incr("mc/probe", 60) == 1   # Flask-Limiter's storage, the same way
 
     ws = make_workspace()
     campaign = make_campaign(ws, make_user(workspace=ws), status="Sending", moderation="approved",
@@ -84,6 +89,8 @@ def test_master_killed_mid_dispatch_the_campaign_finishes_exactly_once(app, tmp_
         assert at_kill < N, "the campaign was done before the master died; slow the Core down"
         wait_until(lambda: sentinel.master_port() == sentinel.ports["replica"], 30, "the Sentinel's failover")
         assert sentinel.master_port() != old_master
+        wait_until(lambda: _limits_ok(limits), 30, "the rate-limit storage on the new master")
+        assert client.set("mc:probe", "2") and client.get("mc:probe") == b"2"   # the app's client follows
 
         def done():
             db.session.expire_all()
@@ -100,3 +107,10 @@ def test_master_killed_mid_dispatch_the_campaign_finishes_exactly_once(app, tmp_
         procs.stop()
         sim.close()
     print(f"master killed at {at_kill}/{N} accepted; finished with {final['accepted']} exactly once")
+
+
+def _limits_ok(storage):
+    try:
+        return storage.check() and storage.incr("mc/probe", 60) >= 1
+    except (RedisError, OSError):
+        return False
