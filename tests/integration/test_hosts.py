@@ -77,12 +77,14 @@ def hosts(app, tmp_path, core):
                                  venv_env(MC_DATA_DIR=dirs[name], **common), prefix=hidden_prefix(others)).start()
         return started[name]
 
-    for name in HOSTS:
-        start(name)
-    wait_until(lambda: _answers(f"http://127.0.0.1:{WEB_PORT}/healthz"), 60, "the web host")
-    yield {"dirs": dirs, "procs": started, "start": start}
-    for proc in started.values():
-        proc.stop()
+    try:
+        for name in HOSTS:
+            start(name)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{WEB_PORT}/healthz"), 60, "the web host")
+        yield {"dirs": dirs, "procs": started, "start": start}
+    finally:
+        for proc in started.values():
+            proc.stop()
     for name in HOSTS:    # what the worker hosts left in their own data directories is theirs alone
         assert not os.path.exists(os.path.join(dirs[name], "spool")) or not os.listdir(os.path.join(dirs[name], "spool"))
 
