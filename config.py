@@ -151,7 +151,8 @@ def load_config(overrides=None, env=None):
     cfg.update(overrides)
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
     cfg["RATELIMIT_STORAGE_URI"] = limits_storage_uri(cfg["REDIS_URL"])
-    sentinel = parse_sentinel_url(cfg["REDIS_URL"])
+    # Derived, never set: REDIS_URL parsed when it names Sentinels (extensions.redis_client reads it).
+    cfg["REDIS_SENTINEL"] = sentinel = parse_sentinel_url(cfg["REDIS_URL"])
     if sentinel is not None:  # `limits` takes the database number as a connection option
         cfg["RATELIMIT_STORAGE_OPTIONS"] = {**cfg["RATELIMIT_STORAGE_OPTIONS"], "db": sentinel.db}
     if not cfg["FILE_STORE"]:

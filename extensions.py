@@ -13,8 +13,6 @@ from redis.sentinel import Sentinel
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 
-from config import parse_sentinel_url
-
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -47,15 +45,16 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 
 
-def redis_from_url(url, **options):
-    """The one place a Redis client is built from REDIS_URL (web, jobs, the scheduler; RQ's CLI
-    reads jobs/rq_settings.py, Flask-Limiter config.limits_storage_uri — both from the same parser).
+def redis_client(config, **options):
+    """The one place a Redis client is built from the settings (web, jobs, the scheduler; RQ's CLI
+    reads jobs/rq_settings.py, Flask-Limiter config.limits_storage_uri — all from config.py's parser).
 
-    A `redis+sentinel://` URL gives a client of the master the Sentinels name: after a failover
-    its next command goes to the new master (a command in flight fails with ConnectionError)."""
-    sentinel = parse_sentinel_url(url)
+    `config` is the settings mapping (the app's, or `load_config()`). When REDIS_URL names Sentinels
+    (`REDIS_SENTINEL`), the client talks to the master they name: after a failover its next command
+    goes to the new master (a command in flight fails with ConnectionError)."""
+    sentinel = config["REDIS_SENTINEL"]
     if sentinel is None:
-        return Redis.from_url(url, **options)
+        return Redis.from_url(config["REDIS_URL"], **options)
     auth = {k: v for k, v in (("username", sentinel.username), ("password", sentinel.password)) if v}
     timeouts = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout") if k in options}
     sentinels = Sentinel(list(sentinel.sentinels), sentinel_kwargs={**timeouts, **auth}, **timeouts)
@@ -66,6 +65,6 @@ def redis_connection():
     """The app's Redis client (one per app, created on first use)."""
     conn = current_app.extensions.get("mc_redis")
     if conn is None:
-        conn = redis_from_url(current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=10)
+        conn = redis_client(current_app.config, socket_connect_timeout=2, socket_timeout=10)
         current_app.extensions["mc_redis"] = conn
     return conn

@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.cron import CronScheduler
 
 from config import load_config
-from extensions import redis_from_url
+from extensions import redis_client
 from services.scheduler_lease import SchedulerLease
 
 log = logging.getLogger("mc.scheduler")
@@ -80,7 +80,7 @@ def main(argv=None):
     logging.basicConfig(level=args.logging_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("mc.scheduler").setLevel(logging.INFO)  # lease changes are always worth a line
     config = load_config()
-    connection = redis_from_url(config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=10)
+    connection = redis_client(config, socket_connect_timeout=2, socket_timeout=10)
     scheduler = LeasedCronScheduler(connection, config["SCHEDULER_LEASE_SECONDS"],
                                     logging_level=args.logging_level)
     scheduler.load_config_from_file(args.config_path)

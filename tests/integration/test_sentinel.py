@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from config import load_config, parse_sentinel_url
 from coresim.testing import sim_session, start_core
-from extensions import db, redis_from_url
+from extensions import db, redis_client
 from models import Campaign, Recipient
 from tests.campaign_factories import add_recipients, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
@@ -53,10 +53,10 @@ def core(tmp_path):
 
 
 def test_master_killed_mid_dispatch_the_campaign_finishes_exactly_once(app, tmp_path, sentinel, core):
-    client = redis_from_url(sentinel.url, socket_connect_timeout=1, socket_timeout=2)
+    cfg = load_config({"SECRET_KEY": "x"}, env={"REDIS_URL": sentinel.url, "MC_DATA_DIR": str(tmp_path / "cfg")})
+    client = redis_client(cfg, socket_connect_timeout=1, socket_timeout=2)
     client.set("mc:probe", "1")
     assert client.get("mc:probe") == b"1"   # the app's client finds the master through the Sentinel
-    cfg = load_config({"SECRET_KEY": "x"}, env={"REDIS_URL": sentinel.url, "MC_DATA_DIR": str(tmp_path / "cfg")})
     limits = storage_from_string(cfg["RATELIMIT_STORAGE_URI"], **cfg["RATELIMIT_STORAGE_OPTIONS"])
     assert limits.check() and limits.incr("mc/probe", 60) == 1   # Flask-Limiter's storage, the same way
 
