@@ -69,7 +69,7 @@ def hosts(app, tmp_path, core):
                              "-c jobs.rq_settings --path . uploads dispatch exports default",
                    "cron": "python -m jobs.scheduler --logging-level warning jobs/cron.py"},
     }
-    started = {}
+    started, orphans = {}, []
 
     def start(name):
         others = [path for other, path in dirs.items() if other != name]
@@ -81,10 +81,13 @@ def hosts(app, tmp_path, core):
         for name in HOSTS:
             start(name)
         wait_until(lambda: _answers(f"http://127.0.0.1:{WEB_PORT}/healthz"), 60, "the web host")
-        yield {"dirs": dirs, "procs": started, "start": start}
+        yield {"dirs": dirs, "procs": started, "start": start, "orphans": orphans}
     finally:
         for proc in started.values():
             proc.stop()
+        for pid in orphans:   # what a test left of a host whose supervisor it killed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     for name in HOSTS:    # what the worker hosts left in their own data directories is theirs alone
         assert not os.path.exists(os.path.join(dirs[name], "spool")) or not os.listdir(os.path.join(dirs[name], "spool"))
 
@@ -203,6 +206,7 @@ def test_three_hosts_without_a_shared_disk(app, hosts, core, tmp_path):
     wait_until(lambda: stats()["accepted"] >= 5000, 120, "the dispatch to start")
     holder = scheduler_lease.current(redis_connection())
     scheduling_host = host_of(holder["pid"], hosts)
+    hosts["orphans"].extend(descendants(hosts["procs"][scheduling_host].proc.pid))   # its worker: stopped at the end
     os.kill(hosts["procs"][scheduling_host].proc.pid, signal.SIGKILL)   # no supervisor to restart it
     hosts["procs"][scheduling_host].proc.wait()
     os.kill(holder["pid"], signal.SIGKILL)
