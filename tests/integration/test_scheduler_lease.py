@@ -124,7 +124,7 @@ def test_diagnostics_page_names_the_scheduling_host(client):
         client.login("root@example.com")
         html = client.get("/admin/diagnostics").get_data(as_text=True)
         assert "Scheduling now" in html and socket.gethostname() in html and active.name in html
-        assert "1 standing by" in html and "standby" in html
+        assert "standing by" in html and standby.name in html   # (other schedulers of earlier tests may still be listed)
     finally:
         active.register_death()
         standby.register_death()
