@@ -5,7 +5,9 @@ win). Defaults give the embedded mode: SQLite, embedded Redis and the embedded a
 under `MC_DATA_DIR`, so `./run.sh` works on a machine with nothing but python3.
 """
 import os
+from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import unquote
 
 from dotenv import load_dotenv
 
@@ -48,7 +50,15 @@ def load_config(overrides=None, env=None):
         "CTN_HASH_KEY": env.get("CTN_HASH_KEY") or None,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{os.path.join(data_dir, 'mc.db')}",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A plain redis:// or unix:// URL, or Sentinels: redis+sentinel://[:password@]host:26379,host2:26379/mymaster/0
         "REDIS_URL": env.get("REDIS_URL") or f"unix://{os.path.join(data_dir, 'redis.sock')}",
+        # Where upload spools and export files live: "local" (MC_DATA_DIR, one host) or "database"
+        # (chunks in the main database, for hosts without a shared disk); default: database on PostgreSQL.
+        "FILE_STORE": env.get("FILE_STORE") or None,
+        # Bytes per stored chunk of the database file store.
+        "FILE_STORE_CHUNK_BYTES": _int(env, "FILE_STORE_CHUNK_BYTES", 1024 * 1024),
+        # Standby scheduler (jobs/scheduler.py): the lease's lifetime; the active one renews it every third of it.
+        "SCHEDULER_LEASE_SECONDS": _int(env, "SCHEDULER_LEASE_SECONDS", 6),
         "MONGO_URI": env.get("MONGO_URI") or None,
         "AUDIT_EMBEDDED_DIR": os.path.join(data_dir, "audit"),
         "AUDIT_FALLBACK_PATH": env.get("AUDIT_FALLBACK_PATH") or os.path.join(data_dir, "audit-fallback.jsonl"),
@@ -169,6 +179,14 @@ def load_config(overrides=None, env=None):
         key for key in cfg if key in overrides or env.get(ENV_NAMES.get(key, key)) not in (None, ""))
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
     cfg["RATELIMIT_STORAGE_URI"] = limits_storage_uri(cfg["REDIS_URL"])
+    # Derived, never set: REDIS_URL parsed when it names Sentinels (extensions.redis_client reads it).
+    cfg["REDIS_SENTINEL"] = sentinel = parse_sentinel_url(cfg["REDIS_URL"])
+    if sentinel is not None:  # `limits` takes the database number as a connection option
+        cfg["RATELIMIT_STORAGE_OPTIONS"] = {**cfg["RATELIMIT_STORAGE_OPTIONS"], "db": sentinel.db}
+    if not cfg["FILE_STORE"]:
+        cfg["FILE_STORE"] = "database" if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") else "local"
+    if cfg["FILE_STORE"] not in FILE_STORES:
+        raise ConfigError(f"FILE_STORE must be one of {', '.join(FILE_STORES)} (got {cfg['FILE_STORE']!r}).")
 
     if not cfg["SECRET_KEY"]:
         if cfg["MC_PRODUCTION"]:
@@ -183,8 +201,58 @@ def load_config(overrides=None, env=None):
     return cfg
 
 
+FILE_STORES = ("local", "database")
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """`redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]`, parsed."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_sentinel_url(url):
+    """A SentinelUrl for a `redis+sentinel://` URL, None for any other URL; ConfigError when malformed."""
+    if not url or not url.startswith(SENTINEL_SCHEME):
+        return None
+    rest = url[len(SENTINEL_SCHEME):].split("?", 1)[0]
+    netloc, _, path = rest.partition("/")
+    username = password = None
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        user, sep, pw = auth.partition(":")
+        username, password = (unquote(user) or None), (unquote(pw) if sep else None)
+    sentinels = []
+    for item in filter(None, (part.strip() for part in netloc.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep:
+            host, port = item, "26379"
+        try:
+            sentinels.append((host.strip("[]"), int(port)))
+        except ValueError:
+            raise ConfigError(f"REDIS_URL: bad Sentinel address {item!r} (host:port).") from None
+    parts = [p for p in path.split("/") if p]
+    if not sentinels or not parts or len(parts) > 2:
+        raise ConfigError("REDIS_URL: a Sentinel URL is redis+sentinel://host:26379[,host2:26379]/<master name>[/db].")
+    try:
+        db = int(parts[1]) if len(parts) == 2 else 0
+    except ValueError:
+        raise ConfigError(f"REDIS_URL: the database number {parts[1]!r} is not a number.") from None
+    return SentinelUrl(tuple(sentinels), parts[0], db, username, password)
+
+
 def limits_storage_uri(redis_url):
-    """The `limits` library names a unix-socket Redis `redis+unix://`; TCP URLs are the same."""
+    """The `limits` library names a unix-socket Redis `redis+unix://`; TCP URLs are the same. For
+    Sentinels it takes `redis+sentinel://hosts/service` (the database number goes in the options)."""
+    sentinel = parse_sentinel_url(redis_url)
+    if sentinel is not None:
+        auth = redis_url[len(SENTINEL_SCHEME):].split("/", 1)[0]
+        return SENTINEL_SCHEME + auth + "/" + sentinel.service
     return "redis+" + redis_url if redis_url.startswith("unix://") else redis_url
 
 

@@ -9,6 +9,8 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
+from redis import Redis
+from redis.sentinel import Sentinel
 from sqlalchemy import CursorResult, MetaData, Result, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -45,13 +47,27 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 
 
+def redis_client(config, **options):
+    """The one place a Redis client is built from the settings (web, jobs, the scheduler; RQ's CLI
+    reads jobs/rq_settings.py, Flask-Limiter config.limits_storage_uri — all from config.py's parser).
+
+    `config` is the settings mapping (the app's, or `load_config()`). When REDIS_URL names Sentinels
+    (`REDIS_SENTINEL`), the client talks to the master they name: after a failover its next command
+    goes to the new master (a command in flight fails with ConnectionError)."""
+    sentinel = config["REDIS_SENTINEL"]
+    if sentinel is None:
+        return Redis.from_url(config["REDIS_URL"], **options)
+    auth = {k: v for k, v in (("username", sentinel.username), ("password", sentinel.password)) if v}
+    timeouts = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout") if k in options}
+    sentinels = Sentinel(list(sentinel.sentinels), sentinel_kwargs={**timeouts, **auth}, **timeouts)
+    return sentinels.master_for(sentinel.service, db=sentinel.db, **auth, **options)
+
+
 def redis_connection():
     """The app's Redis client (one per app, created on first use)."""
     conn = current_app.extensions.get("mc_redis")
     if conn is None:
-        from redis import Redis
-
-        conn = Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=10)
+        conn = redis_client(current_app.config, socket_connect_timeout=2, socket_timeout=10)
         current_app.extensions["mc_redis"] = conn
     return conn
 

@@ -18,6 +18,13 @@ PostgreSQL server named by DATABASE_URL), Redis (REDIS_URL, else the embedded on
     python bench/ingest.py [--rows 10000000] [--line-bytes 109] [--shuffled] [--keep]
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres python bench/ingest.py --line-bytes 109
     python bench/ingest.py --url http://host:5000 --token mc_… --campaign 12   # a running portal
+    DATABASE_URL=… python bench/ingest.py --file-store database   # also: the same file through FILE_STORE=local
+
+With `--file-store database` the big file is uploaded twice in the same run, through two web
+processes: one with FILE_STORE=local (spool in MC_DATA_DIR) and one with FILE_STORE=database
+(spool as 1 MB chunks in the database; the worker reads it back from there). Both are printed, the
+figures of the RESULT line are the database store's, and it adds
+store_ratio = database rows_per_s / local rows_per_s.
 
 Last line: RESULT rows=… rows_per_s=… copy_rows_per_s=… ratio=… rss_growth_mb=… (plus more fields).
 """
@@ -203,7 +210,7 @@ def seed(env):
         db.session.commit()
         _, token = tokens.create_token(user, ws, "bench")
         ids = []
-        for name in ("warm-up", "1 KB", "big"):
+        for name in ("warm-up", "1 KB", "big", "big (local store)"):
             campaign = Campaign(workspace_id=ws.id, author_id=user.id, name=name, mode="OnDemand", status="New")
             db.session.add(campaign)
             db.session.commit()
@@ -388,6 +395,8 @@ def main():
     parser.add_argument("--campaign", type=int)
     parser.add_argument("--file", help="upload this file instead of generating one")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and database")
+    parser.add_argument("--file-store", choices=("local", "database"), default=None,
+                        help="FILE_STORE of the measured run; 'database' also runs the local store for store_ratio")
     parser.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_process:
@@ -424,13 +433,23 @@ def main():
                        env=env, check=True, capture_output=True)
         env["BENCH_RSS_DIR"] = os.path.join(data_dir, "rss")
         os.makedirs(env["BENCH_RSS_DIR"])
-        token, (warm_campaign, tiny_campaign, big_campaign) = seed(env)
+        token, (warm_campaign, tiny_campaign, big_campaign, local_campaign) = seed(env)
         port = free_port()
         gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
         web_log = open(os.path.join(data_dir, "web.log"), "wb")
+        web_env = dict(env, FILE_STORE=args.file_store) if args.file_store else env
         web = subprocess.Popen([gunicorn, "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "3600", "wsgi:app"],
-                               cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT)
+                               cwd=ROOT, env=web_env, stdout=web_log, stderr=subprocess.STDOUT)
         procs.append(web)
+        local_url = None
+        if args.file_store == "database":   # a second web process that spools to MC_DATA_DIR
+            local_port = free_port()
+            local_web = subprocess.Popen([gunicorn, "-w", "1", "-b", f"127.0.0.1:{local_port}", "--timeout", "3600",
+                                          "wsgi:app"], cwd=ROOT, env=dict(env, FILE_STORE="local"),
+                                         stdout=web_log, stderr=subprocess.STDOUT)
+            procs.append(local_web)
+            local_url = f"http://127.0.0.1:{local_port}"
+            wait_http(local_url + "/healthz")
         worker_log = open(os.path.join(data_dir, "worker.log"), "wb")
         worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker-process"], cwd=ROOT, env=env,
                                   stdout=worker_log, stderr=subprocess.STDOUT)
@@ -443,6 +462,14 @@ def main():
         # Warm the web worker (first requests load code and caches), then measure.
         upload_and_wait(base_url, token, warm_campaign, tiny, web_pid)
         tiny_status, _, _, _, web_tiny = upload_and_wait(base_url, token, tiny_campaign, tiny, web_pid)
+        local = None
+        if local_url:   # the local store first, then the database store, on the same file and database
+            local_pid = children(procs[-1].pid)[0]
+            l_status, l_start, l_uploaded, l_finished, l_web = upload_and_wait(local_url, token, local_campaign, path,
+                                                                               local_pid)
+            local = {"rows_per_s": l_status["lines"] / (l_finished - l_start), "upload_s": l_uploaded - l_start,
+                     "total_s": l_finished - l_start, "web_growth": l_web or 0,
+                     "job_id": job_of(env, l_status["id"])}   # its RSS report is read at the end
         status, start, uploaded, finished, web_big = upload_and_wait(base_url, token, big_campaign, path, web_pid)
         if sys.stderr.isatty():
             print("", file=sys.stderr)
@@ -467,13 +494,27 @@ def main():
         print(f"accepted/dup/bad    {status['accepted']:,} / {status['duplicates']:,} / {status['rejected']:,}")
         print(f"RSS growth worker   {worker_growth:6.1f} MB   (1 KB file: {worker_tiny:.1f} MB)")
         print(f"RSS growth web      {web_big or 0:6.1f} MB   (1 KB file: {web_tiny or 0:.1f} MB)")
+        store_field = ""
+        if local is not None:
+            local["worker_growth"] = horse_growth(env["BENCH_RSS_DIR"], local["job_id"])
+            ratio = rows_per_s / local["rows_per_s"]
+            print(f"file store          database: {rows_per_s:12,.0f} rows/s  (upload {uploaded - start:.1f} s, "
+                  f"end to end {finished - start:.1f} s)")
+            print(f"                    local:    {local['rows_per_s']:12,.0f} rows/s  (upload {local['upload_s']:.1f} s, "
+                  f"end to end {local['total_s']:.1f} s; RSS growth worker {local['worker_growth']:.1f} MB, "
+                  f"web {local['web_growth']:.1f} MB)")
+            print(f"                    store_ratio {ratio:.3f} (database / local)")
+            store_field = f" store_ratio={ratio:.3f} local_rows_per_s={local['rows_per_s']:.0f} file_store=database"
+            growth = max(growth, local["worker_growth"], local["web_growth"])
+        elif args.file_store:
+            store_field = f" file_store={args.file_store}"
         print(f"RESULT rows={rows} lines={rows} rows_per_s={rows_per_s:.0f} lines_per_s={rows_per_s:.0f} "
               f"copy_rows_per_s={copy_rate:.0f} ratio={rows_per_s / copy_rate:.3f} "
               f"parse_rows_per_s={parse_rate:.0f} rss_growth_mb={growth:.1f} "
               f"rss_growth_worker_mb={worker_growth:.1f} rss_growth_web_mb={web_big or 0:.1f} "
               f"rss_growth_1kb_mb={max(worker_tiny, web_tiny or 0):.1f} backend={backend}"
               + (f" indexed_floor_rows_per_s={floor_rate:.0f} ratio_to_indexed_floor={rows_per_s / floor_rate:.2f}"
-                 if floor_rate else ""))
+                 if floor_rate else "") + store_field)
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -4,7 +4,7 @@ Download is a streamed `send_file` of the generated file, only for members of th
 workspace allowed by the permission table (another workspace's id is a 404). An expired export
 answers 410 with a page that says so; one still being built answers 409.
 """
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from blueprints.access import workspace_route
@@ -75,8 +75,7 @@ def download(export_id):
             return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
         return render_template("exports/unavailable.html", export=export, message=exc.message,
                                status=exc.status), exc.status
-    return send_file(export.path, mimetype=service.MIME[export.format], as_attachment=True,
-                     download_name=service.download_name(export), conditional=True, max_age=0)
+    return service.file_response(export)
 
 
 def export_helpers():

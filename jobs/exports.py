@@ -7,7 +7,7 @@ and to the Export row. When no retry is left, `on_export_failure` marks the row 
 import logging
 
 from jobs import app_job, report_progress
-from services import exports
+from services import exports, file_store
 
 log = logging.getLogger("mc.jobs.exports")
 
@@ -25,6 +25,9 @@ def expire_exports():
     removed = exports.expire()
     if removed:
         log.info("exports: %s expired export(s) removed", removed)
+    abandoned = file_store.sweep_incomplete()   # files whose writer died (a killed build or upload)
+    if abandoned:
+        log.info("file store: %s incomplete file(s) removed", abandoned)
     return removed
 
 

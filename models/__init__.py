@@ -6,6 +6,7 @@ from models.contributors import CampaignContributor  # noqa: F401
 from models.dispatch import DailySent, DispatchBatch, DispatchState, HourlyStat, PendingReport, SystemState  # noqa: F401
 from models.evidence import EvidencePack  # noqa: F401
 from models.exports import Export  # noqa: F401
+from models.files import FileChunk, StoredFile  # noqa: F401
 from models.invitations import Invitation, JoinRequest  # noqa: F401
 from models.outbox import OutboxMail  # noqa: F401
 from models.recipients import Recipient, StopListEntry, Upload  # noqa: F401

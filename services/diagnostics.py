@@ -32,7 +32,7 @@ from gateway import SCHEMA_VERSION, CoreError, CoreTLSError, CoreUnavailable
 from models import Campaign, Upload
 from models.states import CampaignStatus as S
 from models.states import Mode
-from services import audit_seals, core_probe, settings, trigger_lane
+from services import audit_seals, core_probe, scheduler_lease, settings, trigger_lane
 from services.dispatch import local_now
 from services.queues import QUEUES, get_queue
 
@@ -230,11 +230,13 @@ def cron_status():
                     status = job.get_status(refresh=False)
                     row["status"], row["ended_at"] = getattr(status, "value", status), job.ended_at
             rows.append(row)
-        schedulers = [{"name": s.name, "hostname": s.hostname, "last_heartbeat": s.last_heartbeat}
+        leader = scheduler_lease.current(connection)
+        schedulers = [{"name": s.name, "hostname": s.hostname, "last_heartbeat": s.last_heartbeat,
+                       "active": bool(leader) and leader["name"] == s.name}
                       for s in CronScheduler.all(connection)]
-        return {"ok": bool(schedulers), "jobs": rows, "schedulers": schedulers, "error": None}
+        return {"ok": bool(schedulers), "jobs": rows, "schedulers": schedulers, "leader": leader, "error": None}
     except Exception as exc:  # noqa: BLE001
-        return {"ok": False, "jobs": [], "schedulers": [], "error": f"Redis: {exc}"[:300]}
+        return {"ok": False, "jobs": [], "schedulers": [], "leader": None, "error": f"Redis: {exc}"[:300]}
 
 
 # --- client certificate ---------------------------------------------------------------------

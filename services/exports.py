@@ -3,20 +3,19 @@
 A request creates an `Export` row and enqueues `jobs.exports.build_export`; the job walks the
 campaign's recipients in keyset chunks over the (campaign_id, number) index, each chunk read with
 a server-side cursor (`stream_results` + `yield_per`), and writes CSV or TXT to a generated name
-under MC_DATA_DIR/exports/ (a `.part` file renamed when complete). Numbers are masked unless the
+in the file store (`services.file_store`: MC_DATA_DIR/exports, or chunks in the database so that a
+web host serves what a worker on another host built; visible only once complete). Numbers are masked unless the
 requester may see full numbers (`numbers.view_full`); cells a spreadsheet would run as a formula
 are escaped. After EXPORT_TTL_HOURS the periodic `expire_exports` removes the file and keeps the
 row as `expired`, so an old link says so instead of a blind 404. Every request, completion and
 download is audited with the row count and whether numbers were unmasked.
 """
-import contextlib
-import os
 import re
 import uuid
 from datetime import timedelta
 from typing import Any, cast
 
-from flask import current_app
+from flask import current_app, send_file
 from sqlalchemy import select, update
 
 import audit
@@ -24,7 +23,7 @@ from extensions import affected_rows, db
 from models import Campaign, Recipient, User, utcnow
 from models.exports import Export
 from services import campaigns as lifecycle
-from services import permissions
+from services import file_store, permissions
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.numbers import mask_number
 from services.queues import JobNames, enqueue_job
@@ -53,12 +52,6 @@ class BadFormat(DomainError):
 
 def ttl():
     return timedelta(hours=float(current_app.config["EXPORT_TTL_HOURS"]))
-
-
-def export_dir():
-    path = os.path.join(current_app.config["MC_DATA_DIR"], "exports")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
 
 
 def escape_cell(value):
@@ -153,12 +146,24 @@ def open_for_download(workspace, export_id, membership, user):
                              else "This export failed; start a new one from the campaign.")
     if export.unmasked and not may_view_full(membership, user):
         raise Forbidden("This export contains full numbers, which your role may not see.")
-    if not os.path.isfile(export.path):
+    if not file_store.exists(export.path):
         raise ExportExpired("The file of this export is no longer on the server. Start a new export.")
     audit.record("export.downloaded", workspace_id=workspace.id, object_type="export", object_id=export.id,
                  after={"campaign_id": export.campaign_id, "format": export.format, "rows": export.rows,
                         "unmasked": export.unmasked})
     return export
+
+
+def file_response(export):
+    """The download response: the file streamed from whichever file store holds it (this host's
+    disk, or the database when a worker on another host built it), with its length."""
+    fh = file_store.open_file(export.path)
+    size = fh.seek(0, 2)
+    fh.seek(0)
+    response = send_file(fh, mimetype=MIME[export.format], as_attachment=True, download_name=download_name(export),
+                         conditional=False, etag=False, max_age=0)
+    response.content_length = size
+    return response
 
 
 def status(export, progress=None):
@@ -258,17 +263,16 @@ def _chunks(campaign_id, after_chunk):
 
 
 def build(export_id, on_progress=None):
-    """Write the export file. Idempotent: a re-run (after a crash) rewrites the file from the start."""
+    """Write the export file. Idempotent: a re-run (after a crash) writes a new file from the start
+    (the killed run's incomplete file is never visible and `file_store.sweep_incomplete` removes it)."""
     export = db.session.get(Export, export_id)
     if export is None or export.state in ("done", "expired"):
         return export
     campaign = db.session.get(Campaign, export.campaign_id)
     expected = campaign.recipients_count if campaign else 0
-    # The generated name is fixed on the first run, so a re-run overwrites the same `.part` file.
-    final = export.path or os.path.join(export_dir(), f"{uuid.uuid4().hex}.{export.format}")
-    part = final + ".part"
+    file_store.delete(export.path)  # a complete file of an earlier run that did not get marked done
     db.session.execute(update(Export).where(Export.id == export_id)
-                       .values(state="running", rows=0, error=None, path=final)
+                       .values(state="running", rows=0, error=None, path=None)
                        .execution_options(synchronize_session=False))
     db.session.commit()
     unmasked, fmt = export.unmasked, export.format
@@ -279,7 +283,7 @@ def build(export_id, on_progress=None):
     iso = _sqlite_iso if db.engine.dialect.name == "sqlite" else _as_text
     states: dict = {}  # the few state values, escaped once
 
-    with open(part, "w", encoding="utf-8", newline="", buffering=1 << 20) as fh:
+    with file_store.create("export", fmt) as out, out.text() as fh:
         fh.write(sep.join(COLUMNS) + eol)
         for partition in _chunks(export.campaign_id, lambda n: _progress(export_id, n, expected, on_progress)):
             fh.write("".join([
@@ -287,7 +291,7 @@ def build(export_id, on_progress=None):
                 f"{cell(c) if c else ''}{sep}{iso(a)}{sep}{iso(d)}{eol}"
                 for n, s, c, a, d in partition]))
             written += len(partition)
-    os.replace(part, final)
+    final = out.ref
     done = affected_rows(db.session.execute(update(Export).where(Export.id == export_id, Export.state == "running")
                               .values(state="done", rows=written, path=final, finished_at=utcnow())
                               .execution_options(synchronize_session=False)))
@@ -313,10 +317,8 @@ def _progress(export_id, written, expected, on_progress):
                      "percent": round(100 * written / expected, 1) if expected else None})
 
 
-def _remove_files(path):
-    for name in filter(None, (path, path and path + ".part")):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(name)
+def _remove_files(ref):
+    file_store.delete(ref)
 
 
 def mark_failed(export_id, message):

@@ -73,12 +73,20 @@ def _clean_cell(cell):
 
 
 def read_head(path):
-    """Decide whether the file is text and how to read it. Raises IngestFailed for non-text."""
+    """Decide whether the file at `path` is text and how to read it. Raises IngestFailed for non-text."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
+            return read_head_from(fh)
+    except IngestFailed:
+        raise
     except OSError as exc:
         raise IngestFailed(f"The uploaded file cannot be read ({exc.strerror or exc}).") from exc
+
+
+def read_head_from(fh):
+    """read_head for an open binary file (any file store's reader), read from its start."""
+    fh.seek(0)
+    head = fh.read(HEAD_BYTES)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise IngestFailed("The file is UTF-16 text; save it as CSV UTF-8 (or plain text) and upload again.")
     if b"\x00" in head:

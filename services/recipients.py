@@ -1,8 +1,9 @@
 """Recipient lists: the spool writer, the chunked ingest core and the Recipients tab listing.
 
 One pipeline for every source (browser, API, CLI): the request body is copied in fixed chunks
-to a spool file with a generated name under MC_DATA_DIR/spool (the size limit is enforced while
-copying), an Upload row is committed, and `jobs.uploads.ingest_upload` calls `ingest()` here.
+to a spool file with a generated name in the file store (`services.file_store`: MC_DATA_DIR/spool,
+or chunks in the database so that a worker on another host reads it; the size limit is enforced
+while copying), an Upload row is committed, and `jobs.uploads.ingest_upload` calls `ingest()` here.
 `ingest()` reads the spool from the committed byte offset in chunks of UPLOAD_CHUNK_LINES lines
 (`services.recipient_files`: text check, layout, normalisation, job errors) and commits per
 chunk in ONE transaction: the recipients (`services.recipient_store`: COPY on PostgreSQL,
@@ -12,7 +13,6 @@ resumes without losing or re-counting a line. Stop-listed numbers are counted an
 (dispatch re-checks the stop-list anyway). Neither the web process nor the worker ever holds the
 whole file or its list of numbers.
 """
-import contextlib
 import hashlib
 import logging
 import os
@@ -30,16 +30,17 @@ from models.recipients import Recipient, Upload
 from models.states import CampaignStatus as S
 from models.states import Mode
 from services import campaigns as campaign_rules
-from services import quotas, spread
+from services import file_store, quotas, spread
 from services.errors import DomainError, NotFound
 from services.numbers import display_number, display_text, hash_key, mask_number, parse_search
 from services.queues import JobNames, enqueue_job
-from services.recipient_files import IngestFailed, read_chunk, read_head
+from services.recipient_files import IngestFailed, read_chunk, read_head_from
 from services.recipient_store import Probe, store_numbers
 
 log = logging.getLogger("mc.recipients")
 
 COPY_CHUNK_BYTES = 1024 * 1024          # the spool writer's fixed read size
+HASH_BLOCK_BYTES = 256 * 1024          # read size for the digest: small, so the peak does not track the file
 ALLOWED_EXTENSIONS = (".csv", ".txt")
 
 
@@ -64,12 +65,6 @@ def errors_stored():
     return int(current_app.config["UPLOAD_ERRORS_STORED"])
 
 
-def spool_dir():
-    path = os.path.join(current_app.config["MC_DATA_DIR"], "spool")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
 def human_size(n):
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -81,33 +76,28 @@ def human_size(n):
 # --- spool writer ---------------------------------------------------------------------------
 
 def spool_stream(stream, limit, *, chunk_size=COPY_CHUNK_BYTES):
-    """Copy `stream` to a new spool file in fixed chunks; returns (path, size).
+    """Copy `stream` to a new spool file in the file store in fixed chunks; returns (ref, size).
 
-    Raises UploadTooLarge as soon as more than `limit` bytes arrived (the partial file is
-    removed). Only `chunk_size` bytes are ever held in memory.
+    Raises UploadTooLarge as soon as more than `limit` bytes arrived, FileStoreFailed when the
+    store cannot take it (disk full, database refusing); either way nothing of it is kept. Only
+    `chunk_size` bytes (plus one store chunk) are ever held in memory.
     """
-    path = os.path.join(spool_dir(), f"{uuid.uuid4().hex}.upload")
     size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while True:
-                block = stream.read(chunk_size)
-                if not block:
-                    break
-                size += len(block)
-                if size > limit:
-                    raise UploadTooLarge(f"The file is larger than the limit of {human_size(limit)}.")
-                out.write(block)
-    except BaseException:
-        discard_spool(path)
-        raise
-    return path, size
+    with file_store.create("spool", "upload") as out:
+        while True:
+            block = stream.read(chunk_size)
+            if not block:
+                break
+            size += len(block)
+            if size > limit:
+                raise UploadTooLarge(f"The file is larger than the limit of {human_size(limit)}.")
+            out.write(block)
+    return out.ref, size
 
 
-def discard_spool(path):
-    with contextlib.suppress(FileNotFoundError, TypeError):
-        os.unlink(path)
+def discard_spool(ref):
+    """Remove an upload's spool from the file store (after the ingest, or on a refusal)."""
+    file_store.delete(ref)
 
 
 def check_filename(name):
@@ -277,8 +267,10 @@ def ingest(upload_id, on_progress=None):
         stopped = _ingest_chunks(upload, campaign.id, on_progress)
     except IngestFailed as exc:
         return _fail(upload, str(exc))
-    except FileNotFoundError:
-        return _fail(upload, "The uploaded file is gone from the spool directory; upload it again.")
+    except FileNotFoundError as exc:  # file_store.StoredFileMissing: the spool, or one of its chunks
+        log.warning("upload %s: %s", upload.id, exc)
+        return _fail(upload, "The uploaded file is gone from the spool (the file store) or incomplete; "
+                             "upload it again.")
     return stopped if stopped is not None else _finish(upload)
 
 
@@ -286,7 +278,9 @@ def _ingest_chunks(upload, campaign_id, on_progress):
     """Store the file chunk by chunk from the committed offset, the next chunk read ahead on a thread.
     Returns None once the whole file is stored, or the upload when the ingest stopped early (the
     upload was stopped, or the campaign left Building)."""
-    layout = read_head(upload.spool_path)
+    store = file_store.holding(upload.spool_path)   # built here: the read-ahead thread has no app context
+    with store.open(upload.spool_path) as fh:
+        layout = read_head_from(fh)
     if upload.sha256 is None:
         store_sha256(upload)
     if upload.bytes_done > upload.bytes_total:
@@ -303,13 +297,14 @@ def _ingest_chunks(upload, campaign_id, on_progress):
                 return None
             where = (upload.bytes_done, upload.lines, keep - min(upload.rejected, keep))
             if ahead is None or ahead[0] != where:
-                ahead = (where, reader.submit(_read_chunk_at, upload.spool_path, where, layout, limit))
+                ahead = (where, reader.submit(_read_chunk_at, store, upload.spool_path, where, layout, limit))
             chunk = ahead[1].result()
             if chunk.lines == 0:
                 return None
             following = (chunk.end_offset, upload.lines + chunk.lines,
                          keep - min(upload.rejected + chunk.rejected, keep))
-            ahead = (following, reader.submit(_read_chunk_at, upload.spool_path, following, layout, limit))
+            ahead = (following, reader.submit(_read_chunk_at, store, upload.spool_path, following, layout,
+                                              limit))
             _commit_chunk(upload, chunk, where[0], key, probe)
             if on_progress is not None:
                 db.session.refresh(upload)
@@ -332,8 +327,8 @@ def store_sha256(upload):
     Read once before the first chunk from the spool, which never changes: a worker killed meanwhile
     computes the same digest again."""
     digest = hashlib.sha256()
-    with open(upload.spool_path, "rb") as fh:
-        for block in iter(lambda: fh.read(COPY_CHUNK_BYTES), b""):
+    with file_store.open_file(upload.spool_path) as fh:
+        for block in iter(lambda: fh.read(HASH_BLOCK_BYTES), b""):
             digest.update(block)
     db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.sha256.is_(None))
                        .values(sha256=digest.hexdigest()).execution_options(synchronize_session=False))
@@ -341,10 +336,10 @@ def store_sha256(upload):
     db.session.refresh(upload)
 
 
-def _read_chunk_at(path, where, layout, limit):
+def _read_chunk_at(store, ref, where, layout, limit):
     """read_chunk from its own file handle (it runs on the read-ahead thread)."""
     offset, first_line_no, keep_errors = where
-    with open(path, "rb") as fh:
+    with store.open(ref) as fh:
         return read_chunk(fh, offset, first_line_no, layout, limit, keep_errors)
 
 

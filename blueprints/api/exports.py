@@ -4,7 +4,7 @@
 `GET /api/v1/exports/<id>` → state, rows, progress and `download_url` when ready;
 `GET /api/v1/exports/<id>/download` → the file (410 `export_expired` after expiry).
 """
-from flask import g, send_file, url_for
+from flask import g, url_for
 
 from blueprints.api import api_route, bp
 from blueprints.api.contract import doc, respond, use_body
@@ -53,5 +53,4 @@ _FILE = {"schema": {"type": "string", "format": "binary"}}
      responses={200: {"description": "The file", "content": {mime: _FILE for mime in service.MIME.values()}}})
 def download_export(export_id):
     export = service.open_for_download(g.workspace, export_id, g.membership, g.api_user)
-    return send_file(export.path, mimetype=service.MIME[export.format], as_attachment=True,
-                     download_name=service.download_name(export), conditional=True, max_age=0)
+    return service.file_response(export)
