@@ -13,6 +13,7 @@ from blueprints import CSP
 from blueprints.api.contract import error_fields
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
+from models import states
 from services import private_files
 from services.errors import DomainError, Forbidden, NotFound
 
@@ -166,6 +167,8 @@ def _register_request_hooks(app):
 
     for processor in (template_helpers, gdpr_helpers, export_helpers):
         app.context_processor(processor)
+    # Templates compare with the named states (`c.status == Status.NEW`), never with string literals.
+    app.jinja_env.globals.update(states.TEMPLATE_NAMES)
 
 
 def _is_api():

@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from blueprints import refusals_go_to
 from blueprints.access import workspace_route
+from models.states import ExportState
 from services import exports as service
 
 bp = Blueprint("exports", __name__, url_prefix="/w/<slug>")
@@ -19,7 +20,7 @@ def _wants_json():
 
 
 def _progress(export):
-    if export.state not in ("queued", "running") or not export.job_id:
+    if export.state not in (ExportState.QUEUED, ExportState.RUNNING) or not export.job_id:
         return None
     try:
         from rq.job import Job

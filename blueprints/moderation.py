@@ -18,6 +18,7 @@ from werkzeug.routing import BuildError
 from blueprints import refusals_go_to
 from blueprints.access import workspace_route
 from forms.auth import ConfirmForm
+from models.states import CampaignStatus
 from services import moderation
 
 bp = Blueprint("moderation", __name__, url_prefix="/w/<slug>")
@@ -106,7 +107,7 @@ def _done_message(kind_name, item, decision):
     if kind_name == "campaign":
         if decision == "reject":
             return f"Rejected campaign “{item.name}”; it is back with its author as New, with your note."
-        if item.status == "Sending":
+        if item.status == CampaignStatus.SENDING:
             return f"Approved campaign “{item.name}”; it is sending now."
         start = "a manual start" if not item.auto_start else f"its {item.mode} start"
         return f"Approved campaign “{item.name}”; it waits for {start}."

@@ -6,6 +6,7 @@ from blueprints import flash_error, refusals_go_to
 from blueprints.access import workspace_route
 from forms.auth import ConfirmForm
 from forms.senders import RevisionForm, SenderNameForm
+from models.states import RevisionState
 from services import senders
 from services.errors import DomainError, NotFound
 
@@ -73,11 +74,11 @@ def create():
 def _render_detail(sender, form, status=200):
     revisions = sorted(sender.revisions, key=lambda r: -r.number)
     latest = revisions[0] if revisions else None
+    latest_rejected = latest if latest is not None and latest.state == RevisionState.REJECTED else None
     return render_template("senders/detail.html", sender=sender, revisions=revisions, form=form,
                            confirm=ConfirmForm(), current=senders.current_revision(sender),
                            waiting=senders.open_revision(sender),
-                           latest_rejected=latest if latest is not None and latest.state == "rejected" else None
-                           ), status
+                           latest_rejected=latest_rejected), status
 
 
 @bp.get("/senders/<int:sender_id>")

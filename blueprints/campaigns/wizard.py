@@ -13,7 +13,7 @@ from blueprints import refusals_go_to
 from blueprints.access import can, workspace_route
 from blueprints.campaigns import bp
 from extensions import db
-from forms.campaigns import ActionForm, ModeForm, ParametersForm, SmppForm
+from forms.campaigns import MODE_HELP, ActionForm, ModeForm, ParametersForm, SmppForm
 from models.states import CampaignStatus as S
 from models.states import Mode
 from services import campaign_drafts as drafts
@@ -68,7 +68,7 @@ def new():
             flash(f"Draft #{campaign.id} created as {campaign.mode}. Now set its parameters.", "success")
             return redirect(_wizard_url(campaign, 2))
     return render_template("campaigns/wizard.html", campaign=None, step=1, form=form, steps=drafts.STEPS,
-                           step_list=list(drafts.STEPS), mode_help=drafts.MODE_HELP, back_step=None), status
+                           step_list=list(drafts.STEPS), mode_help=MODE_HELP, back_step=None), status
 
 
 @bp.route("/<int:campaign_id>/wizard/<int:step>", methods=["GET", "POST"])
@@ -191,7 +191,7 @@ def _widget_upload(campaign):
 
 def _render(campaign, step, form, status=200):
     context = {"campaign": campaign, "step": step, "form": form, "steps": drafts.STEPS,
-               "step_list": drafts.steps_for(campaign), "mode_help": drafts.MODE_HELP,
+               "step_list": drafts.steps_for(campaign), "mode_help": MODE_HELP,
                "back_step": drafts.previous_step(campaign, step)}
     if step == 3:
         context["smpp_defaults"] = drafts.effective_smpp(campaign)[1]
