@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from blueprints import CSP, register_blueprints
+from blueprints.api.contract import error_fields
 from blueprints.access import can, enforce_access
 from blueprints.exports import export_helpers
 from blueprints.nav import workspace_nav
@@ -19,7 +20,7 @@ from blueprints.security import check_session, gdpr_helpers, require_second_fact
 from cli import register_cli
 from config import load_config
 from extensions import csrf, db, limiter, login_manager, migrate
-from models import User, utcnow
+from models import User, states, utcnow
 from services import private_files, settings, timefmt
 from services.errors import DomainError, Forbidden, NotFound
 from services.passwords import SignInBusy
@@ -174,7 +175,13 @@ def _register_request_hooks(app):
 
     for processor in (template_helpers, gdpr_helpers, export_helpers):
         app.context_processor(processor)
+    # Templates compare with the named states (`c.status == Status.NEW`), never with string literals.
+    app.jinja_env.globals.update(states.TEMPLATE_NAMES)
     _register_time_filters(app)
+
+
+def _is_api():
+    return request.path.startswith("/api/")
 
 
 def _page_zone():
@@ -195,7 +202,7 @@ def _register_time_filters(app):
 
 def _wants_json():
     # HTML wins a tie (`Accept: */*` from curl or a probe): only a client that prefers JSON gets it.
-    return request.path.startswith("/api/") or (
+    return _is_api() or (
         request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
     )
 
@@ -270,21 +277,44 @@ def _register_error_handlers(app):
 
 def _register_domain_errors(app, render_error):
     # Domain errors from services, mapped once (views catch only to re-render a form with field
-    # errors): another workspace's or an unknown object -> the 404 page; a refusal by the permission
-    # table -> 403; any other refusal (Conflict, IllegalTransition, …) -> the JSON error with its
-    # code, or for a page a flash on the page the form was posted from.
+    # errors):
+    #   NotFound (another workspace's or an unknown object) -> the 404 page (a flash where the view
+    #     says so: refusals_go_to(…, missing_too=True));
+    #   Forbidden -> the 403 page saying why, or, when the view names the page a refusal goes to
+    #     (`redirect_to`, blueprints.refusals_go_to), a flash there, like any other refusal;
+    #   any other DomainError (Conflict, IllegalTransition, …) -> for a page a flash on the page the
+    #     error names, or else on the page the form was posted from; for a JSON client the JSON error.
+    # The API answers every one of them in its JSON shape, with the service's message and `fields`.
     @app.errorhandler(NotFound)
     def domain_not_found(exc):
-        return render_error(404)
+        return _refusal(exc, lambda: render_error(404))
 
     @app.errorhandler(Forbidden)
     def domain_forbidden(exc):
-        return render_error(403)
+        return _refusal(exc, lambda: render_error(403, exc.message, exc.code))
 
     @app.errorhandler(DomainError)
     def domain_refused(exc):
-        db.session.rollback()
-        if _wants_json():
-            return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
-        flash(exc.message, "error")
-        return redirect(_local_referrer() or "/", 303)
+        return _refusal(exc, lambda: (jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status)
+                        if _wants_json() else _flash_refusal(exc))
+
+
+def _refusal(exc, otherwise):
+    """The API's JSON error; a flash on the page the error names; or `otherwise()`."""
+    db.session.rollback()
+    if _is_api():
+        error = {"code": exc.code, "message": exc.message}
+        fields = error_fields(exc)
+        if fields:
+            error["fields"] = fields
+        return jsonify({"error": error}), exc.status
+    if exc.redirect_to and not _wants_json():
+        return _flash_refusal(exc)
+    return otherwise()
+
+
+def _flash_refusal(exc):
+    flash(exc.message, "error")
+    if exc.redirect_to:
+        return redirect(exc.redirect_to)
+    return redirect(_local_referrer() or "/", 303)

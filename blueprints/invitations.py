@@ -14,10 +14,7 @@ bp = Blueprint("invitations", __name__)
 @bp.route("/invite/<token>", methods=["GET", "POST"])
 @public
 def accept(token):
-    try:
-        invitation = invitations.find_by_token(token)
-    except DomainError as exc:
-        return render_template("invitations/invalid.html", message=exc.message), exc.status
+    invitation = invitations.find_by_token(token)  # an unusable link: its own page (link_refused)
     existing = accounts.find_user(invitation.email)
     form = ConfirmForm() if existing else AcceptInvitationForm()
     if form.validate_on_submit():
@@ -37,3 +34,10 @@ def accept(token):
             return redirect(url_for("workspace.overview", slug=workspace.slug))
     return render_template("invitations/accept.html", invitation=invitation, existing=existing, form=form,
                            token=token, password_min=accounts.min_password_length())
+
+
+@bp.errorhandler(DomainError)
+def link_refused(exc):
+    """An invitation link that is unknown, used, revoked or expired: a page saying so (not the
+    generic 404), with the refusal's status."""
+    return render_template("invitations/invalid.html", message=exc.message), exc.status

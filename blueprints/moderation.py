@@ -2,7 +2,6 @@
 approve/reject actions. Works on any kind of item through services/moderation.py."""
 from flask import (
     Blueprint,
-    abort,
     current_app,
     flash,
     g,
@@ -16,11 +15,11 @@ from flask import (
 from flask_login import current_user
 from werkzeug.routing import BuildError
 
-from blueprints import flash_error
+from blueprints import refusals_go_to
 from blueprints.access import workspace_route
 from forms.auth import ConfirmForm
+from models.states import CampaignStatus
 from services import moderation
-from services.errors import DomainError, NotFound
 
 bp = Blueprint("moderation", __name__, url_prefix="/w/<slug>")
 
@@ -96,14 +95,10 @@ def _decide(kind_name, item_id, decision):
     seen = request.form.get("seen") or None  # the submission the row showed (campaigns)
     if not ConfirmForm().validate():  # CSRF is checked globally; this keeps the form contract explicit
         return _back(kind_name)
-    try:
+    # Another workspace's or an unknown item: the 404 page; a refusal: a flash on the queue's tab (app.py).
+    with refusals_go_to("moderation.index", tab=moderation.get_kind(kind_name).tab):
         item = moderation.decide(g.workspace, kind_name, item_id, decision, g.membership, current_user, note=note,
                                  seen=seen)
-    except NotFound:
-        abort(404)
-    except DomainError as exc:
-        flash_error(exc)
-        return _back(kind_name)
     flash(_done_message(kind_name, item, decision), "success")
     return _back(kind_name)
 
@@ -112,7 +107,7 @@ def _done_message(kind_name, item, decision):
     if kind_name == "campaign":
         if decision == "reject":
             return f"Rejected campaign “{item.name}”; it is back with its author as New, with your note."
-        if item.status == "Sending":
+        if item.status == CampaignStatus.SENDING:
             return f"Approved campaign “{item.name}”; it is sending now."
         start = "a manual start" if not item.auto_start else f"its {item.mode} start"
         return f"Approved campaign “{item.name}”; it waits for {start}."

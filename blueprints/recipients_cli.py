@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from extensions import db
 from models import Campaign
 from models.recipients import Upload
+from models.states import UploadState
 from services import recipients
 from services.errors import DomainError
 
@@ -55,7 +56,7 @@ def import_recipients(campaign_id, enqueue, path):
             db.session.expire_all()
             upload = db.session.get_one(Upload, upload.id)
             show(recipients.upload_status(upload, errors_limit=0))
-            if upload.state in ("done", "failed"):
+            if upload.state in (UploadState.DONE, UploadState.FAILED):
                 break
             time.sleep(1)
     else:
@@ -68,7 +69,7 @@ def import_recipients(campaign_id, enqueue, path):
                    + (f"  [{error['text']}]" if error["text"] else ""))
     if status["rejected"] > len(status["errors"]):
         click.echo(f"  … {status['rejected'] - len(status['errors']):,} more rejected lines (campaign Job errors tab).")
-    if upload.state == "failed":
+    if upload.state == UploadState.FAILED:
         raise click.ClickException(f"Import failed: {upload.error}")
     click.echo(f"Done: campaign {campaign_id} now has {db.session.get_one(Campaign, campaign_id).recipients_count:,} "
                "recipients.")

@@ -9,7 +9,6 @@ import time
 
 from flask import (
     Blueprint,
-    abort,
     current_app,
     flash,
     g,
@@ -21,7 +20,7 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
-from blueprints import flash_error
+from blueprints import refusals_go_to
 from blueprints.access import is_public, login_only, public, workspace_route
 from blueprints.auth import TOO_MANY_SIGN_INS, refused
 from extensions import limiter
@@ -34,7 +33,7 @@ from forms.auth import (
 )
 from services import accounts, gdpr, sessions
 from services import totp as totp_service
-from services.errors import DomainError, NotFound
+from services.errors import DomainError
 
 bp = Blueprint("security", __name__)
 
@@ -154,12 +153,10 @@ def totp_page():
 
 @bp.post("/account/totp/start")
 @login_only
+@refusals_go_to("security.totp")
 def totp_start():
     if ConfirmForm().validate_on_submit():
-        try:
-            totp_service.begin_enrolment(_user())
-        except DomainError as exc:
-            flash_error(exc)
+        totp_service.begin_enrolment(_user())
     return redirect(url_for("security.totp"))
 
 
@@ -169,48 +166,39 @@ def _show_codes(codes, what):
 
 @bp.post("/account/totp/confirm")
 @login_only
+@refusals_go_to("security.totp")
 def totp_confirm():
     form = TotpConfirmForm()
     if form.validate_on_submit():
         user = _user()
-        try:
-            codes = totp_service.confirm_enrolment(user, form.code.data)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            _reissue(user)
-            return _show_codes(codes, "Two-step sign-in is on.")
+        codes = totp_service.confirm_enrolment(user, form.code.data)
+        _reissue(user)
+        return _show_codes(codes, "Two-step sign-in is on.")
     return redirect(url_for("security.totp"))
 
 
 @bp.post("/account/totp/recovery-codes")
 @login_only
+@refusals_go_to("security.totp")
 def totp_regenerate():
     form = SecondFactorForm()
     if form.validate_on_submit():
-        try:
-            codes = totp_service.regenerate_recovery_codes(_user(), form.code.data)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            return _show_codes(codes, "New recovery codes: the old ones no longer work.")
+        codes = totp_service.regenerate_recovery_codes(_user(), form.code.data)
+        return _show_codes(codes, "New recovery codes: the old ones no longer work.")
     return redirect(url_for("security.totp"))
 
 
 @bp.post("/account/totp/disable")
 @login_only
+@refusals_go_to("security.totp")
 def totp_disable():
     form = TotpDisableForm()
     if form.validate_on_submit():
         user = _user()
-        try:
-            totp_service.disable(user, form.password.data, form.code.data, form.new_password.data or None)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            _reissue(user)
-            flash("Two-step sign-in is off. Your other sessions were signed out.", "success")
-            return redirect(url_for("auth.account"))
+        totp_service.disable(user, form.password.data, form.code.data, form.new_password.data or None)
+        _reissue(user)
+        flash("Two-step sign-in is off. Your other sessions were signed out.", "success")
+        return redirect(url_for("auth.account"))
     return redirect(url_for("security.totp"))
 
 
@@ -228,10 +216,7 @@ def sessions_page():
 @login_only
 def revoke_session(session_id):
     if ConfirmForm().validate_on_submit():
-        try:
-            sessions.revoke(_user(), session_id)
-        except NotFound:
-            abort(404)
+        sessions.revoke(_user(), session_id)  # another user's or an unknown session: the 404 page (app.py)
         flash("That session is signed out.", "success")
     return redirect(url_for("security.sessions_page"))
 
@@ -267,16 +252,13 @@ def gdpr_helpers():
 
 @bp.post("/w/<slug>/settings/gdpr")
 @workspace_route("workspace.settings")
+@refusals_go_to("workspace.settings")
 def enable_gdpr():
     form = GdprEnableForm()
     if form.validate_on_submit():
-        try:
-            gdpr.enable(g.workspace, _user(), form.retention_days.data)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            flash("GDPR mode is on. Numbers of finished campaigns will be anonymised after the retention period.",
-                  "success")
+        gdpr.enable(g.workspace, _user(), form.retention_days.data)
+        flash("GDPR mode is on. Numbers of finished campaigns will be anonymised after the retention period.",
+              "success")
     else:
         for errors in form.errors.values():
             for error in errors:

@@ -1,11 +1,12 @@
 """Sender-name pages: the registry list, one name with its revision history, proposals, archive."""
-from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
+from flask import Blueprint, flash, g, redirect, render_template, url_for
 from flask_login import current_user
 
-from blueprints import flash_error
+from blueprints import flash_error, refusals_go_to
 from blueprints.access import workspace_route
 from forms.auth import ConfirmForm
 from forms.senders import RevisionForm, SenderNameForm
+from models.states import RevisionState
 from services import senders
 from services.errors import DomainError, NotFound
 
@@ -73,11 +74,11 @@ def create():
 def _render_detail(sender, form, status=200):
     revisions = sorted(sender.revisions, key=lambda r: -r.number)
     latest = revisions[0] if revisions else None
+    latest_rejected = latest if latest is not None and latest.state == RevisionState.REJECTED else None
     return render_template("senders/detail.html", sender=sender, revisions=revisions, form=form,
                            confirm=ConfirmForm(), current=senders.current_revision(sender),
                            waiting=senders.open_revision(sender),
-                           latest_rejected=latest if latest is not None and latest.state == "rejected" else None
-                           ), status
+                           latest_rejected=latest_rejected), status
 
 
 @bp.get("/senders/<int:sender_id>")
@@ -101,7 +102,7 @@ def propose_revision(sender_id):
                                             saddr=form.saddr.data, ton=form.ton.data, npi=form.npi.data,
                                             comment=form.comment.data, draft=draft)
     except NotFound:
-        abort(404)
+        raise  # the 404 page (app.py), not a field error
     except DomainError as exc:
         _place_error(form, exc)
         return _render_detail(sender, form, 422 if exc.code in FIELD_OF_CODE else exc.status)
@@ -119,12 +120,9 @@ def propose_revision(sender_id):
 def submit_revision(revision_id):
     revision = _scoped(senders.get_revision, revision_id)
     if ConfirmForm().validate():
-        try:
+        with refusals_go_to("senders.detail", sender_id=revision.sender_id):
             senders.submit_draft(g.workspace, revision.id, g.membership, current_user)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            flash(f"Revision #{revision.number} ({revision.saddr}) is now waiting for a moderator.", "success")
+        flash(f"Revision #{revision.number} ({revision.saddr}) is now waiting for a moderator.", "success")
     return _detail(revision.sender_id)
 
 
@@ -133,26 +131,20 @@ def submit_revision(revision_id):
 def withdraw_revision(revision_id):
     revision = _scoped(senders.get_revision, revision_id)
     if ConfirmForm().validate():
-        try:
+        with refusals_go_to("senders.detail", sender_id=revision.sender_id):
             senders.withdraw(g.workspace, revision.id, g.membership, current_user)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            flash(f"Revision #{revision.number} ({revision.saddr}) was withdrawn; you can propose a "
-                  "corrected SADDR now.", "success")
+        flash(f"Revision #{revision.number} ({revision.saddr}) was withdrawn; you can propose a "
+              "corrected SADDR now.", "success")
     return _detail(revision.sender_id)
 
 
 @bp.post("/senders/<int:sender_id>/archive")
 @workspace_route("senders.archive")
+@refusals_go_to("senders.detail")
 def archive(sender_id):
     sender = _scoped(senders.get_sender, sender_id)
     if ConfirmForm().validate():
-        try:
-            senders.archive(g.workspace, sender.id, g.membership, current_user)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            flash(f"Archived “{sender.label}”: new campaigns can no longer choose it; campaigns already using "
-                  "it are not affected.", "success")
+        senders.archive(g.workspace, sender.id, g.membership, current_user)
+        flash(f"Archived “{sender.label}”: new campaigns can no longer choose it; campaigns already using "
+              "it are not affected.", "success")
     return _detail(sender.id)

@@ -3,7 +3,7 @@ and the password, revoke), and for the workspace's admins every member's tokens 
 from flask import Blueprint, flash, g, redirect, render_template, url_for
 from flask_login import current_user
 
-from blueprints import flash_error
+from blueprints import flash_error, refusals_go_to
 from blueprints.access import can, workspace_route
 from forms.auth import ConfirmForm
 from forms.workspaces import TokenForm
@@ -35,14 +35,11 @@ def index():
 
 @bp.post("/tokens/<int:token_id>/revoke")
 @workspace_route("tokens.manage_own")
+@refusals_go_to("tokens.index", missing_too=True)
 def revoke(token_id):
     if ConfirmForm().validate():
-        try:
-            tokens.revoke(current_user, g.workspace, token_id)
-        except DomainError as exc:
-            flash_error(exc)
-        else:
-            flash("Token revoked; programs using it are refused from now on.", "success")
+        tokens.revoke(current_user, g.workspace, token_id)
+        flash("Token revoked; programs using it are refused from now on.", "success")
     return redirect(url_for("tokens.index", slug=g.workspace.slug))
 
 

@@ -23,8 +23,24 @@ bp = Blueprint("uploads", __name__, url_prefix="/w/<slug>")
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around the file
 
 
-def _error(exc, as_json):
-    if as_json:
+def _is_form():
+    return request.mimetype == "multipart/form-data"
+
+
+def _answers_json():
+    """The raw-body upload (fetch) and the progress endpoint answer JSON; a plain form gets a page
+    unless it asks for JSON."""
+    return request.endpoint != "uploads.upload" or not _is_form() or request.accept_mimetypes.best == "application/json"
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+@bp.errorhandler(DomainError)
+def refused(exc):
+    """Every refusal of this area, once: JSON for the widget's fetch and the progress poll, else a
+    flash on the page the form came from. A file over the limit says which limit and what to do."""
+    if isinstance(exc, RequestEntityTooLarge | recipients.UploadTooLarge):
+        exc = _too_large(recipients.browser_limit())
+    if _answers_json():
         return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
     flash(exc.message, "error")
     return redirect(_back())
@@ -51,48 +67,38 @@ def _too_large(limit):
 @csrf.exempt
 @workspace_route("recipients.upload")
 def upload(campaign_id):
-    is_form = request.mimetype == "multipart/form-data"
-    as_json = not is_form or request.accept_mimetypes.best == "application/json"
+    is_form = _is_form()
     limit = recipients.browser_limit()
     # Raise the app-wide 1 MB form limit for this route only, before anything touches the body.
     request.max_content_length = limit + (FORM_OVERHEAD if is_form else 0)
     if request.content_length is not None and request.content_length > request.max_content_length:
-        return _error(_too_large(limit), as_json)
+        raise RequestEntityTooLarge()
     try:
         token = request.form.get("csrf_token") if is_form else \
             (request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token"))
         validate_csrf(token)
-    except RequestEntityTooLarge:
-        return _error(_too_large(limit), as_json)
     except ValidationError:
         raise CSRFError("The upload was not sent from this site's page; reload it and try again.") from None
     if request.mimetype == "application/x-www-form-urlencoded":
-        return _error(DomainError("Send the file as application/octet-stream (or as a multipart form).",
-                                  code="unsupported_media_type", status=415), as_json)
-    try:
-        campaign = campaigns.get_campaign(g.workspace, campaign_id, g.membership, current_user)
-        if not campaigns.is_owner_or_manager(campaign, g.membership, current_user):
-            raise Forbidden("Only the campaign's author or a workspace admin can upload recipients.")
-        recipients.ensure_may_upload(campaign)
-        if is_form:
-            part = request.files.get("file")
-            if part is None or not part.filename:
-                raise DomainError("Choose a .csv or .txt file to upload.", code="no_file")
-            name, stream = recipients.check_filename(part.filename), part.stream
-        else:
-            name, stream = recipients.check_filename(unquote(request.headers.get("X-Filename", ""))), request.stream
-        path, size = recipients.spool_stream(stream, limit)
-        upload = recipients.start_upload(campaign, spool_path=path, size=size, source="browser",
-                                         original_name=name, user=current_user)
-    except RequestEntityTooLarge:
-        return _error(_too_large(limit), as_json)
-    except DomainError as exc:
-        if isinstance(exc, recipients.UploadTooLarge):
-            exc = _too_large(limit)
-        return _error(exc, as_json)
+        raise DomainError("Send the file as application/octet-stream (or as a multipart form).",
+                          code="unsupported_media_type", status=415)
+    campaign = campaigns.get_campaign(g.workspace, campaign_id, g.membership, current_user)
+    if not campaigns.is_owner_or_manager(campaign, g.membership, current_user):
+        raise Forbidden("Only the campaign's author or a workspace admin can upload recipients.")
+    recipients.ensure_may_upload(campaign)
+    if is_form:
+        part = request.files.get("file")
+        if part is None or not part.filename:
+            raise DomainError("Choose a .csv or .txt file to upload.", code="no_file")
+        name, stream = recipients.check_filename(part.filename), part.stream
+    else:
+        name, stream = recipients.check_filename(unquote(request.headers.get("X-Filename", ""))), request.stream
+    path, size = recipients.spool_stream(stream, limit)
+    upload = recipients.start_upload(campaign, spool_path=path, size=size, source="browser",
+                                     original_name=name, user=current_user)
     recipients.enqueue_ingest(upload)
     status_url = url_for("uploads.status", slug=g.workspace.slug, upload_id=upload.id)
-    if as_json:
+    if _answers_json():
         return jsonify({"id": upload.id, "state": upload.state, "bytes": size, "status_url": status_url}), 202
     flash(f"“{name or 'The file'}” was received ({recipients.human_size(size)}); the recipients are being "
           "read now — this page shows the progress.", "success")
@@ -102,10 +108,7 @@ def upload(campaign_id):
 @bp.get("/uploads/<int:upload_id>/status")
 @workspace_route("campaigns.view")
 def status(upload_id):
-    try:
-        upload = recipients.get_upload(g.workspace, upload_id, g.membership, current_user)
-    except DomainError as exc:
-        return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
+    upload = recipients.get_upload(g.workspace, upload_id, g.membership, current_user)
     response = jsonify(recipients.upload_status(upload, may_view_full=can("numbers.view_full")))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -9,10 +9,21 @@ from wtforms import BooleanField, RadioField, SelectField, StringField, TextArea
 from wtforms.validators import DataRequired, Length
 
 from models.campaigns import MODES
+from models.states import Mode
 from services.smpp import NPI_NAMES, NPI_VALUES, TON_NAMES, TON_VALUES
 
 TON_CHOICES = [(str(v), f"{v} — {TON_NAMES[v]}") for v in TON_VALUES]
 NPI_CHOICES = [(str(v), f"{v} — {NPI_NAMES[v]}") for v in NPI_VALUES]
+
+
+# The one-line help under each mode of step 1 and on the review step.
+MODE_HELP = {
+    Mode.ON_DEMAND: "Sends right after a moderator approves it (or when you press Start, if auto-start is off).",
+    Mode.ON_TIME: "Sends at the date and time you choose, in the workspace time zone, once approved.",
+    Mode.SPREAD: "Spreads the recipients evenly over a window of days; each recipient gets one message.",
+    Mode.TRIGGER: "Starts empty: after approval, client systems push numbers through the API and each "
+                  "message goes out at once (for OTPs and alerts). Recipients are not uploaded.",
+}
 
 
 class ModeForm(FlaskForm):

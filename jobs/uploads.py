@@ -16,10 +16,11 @@ from jobs import app_job, report_progress
 from models import Campaign, utcnow
 from models.recipients import Upload
 from models.states import CampaignStatus as S
-from models.states import Mode
+from models.states import Mode, UploadState
 from services import campaigns, recipients, spread
 
 log = logging.getLogger("mc.jobs.uploads")
+UNFINISHED = (UploadState.QUEUED, UploadState.RUNNING)
 
 
 @app_job
@@ -41,7 +42,7 @@ def plan_spread(campaign_id):
     report_progress({"planned": planned})
     db.session.refresh(campaign)
     active = db.session.execute(db.select(Upload.id).where(Upload.campaign_id == campaign_id,
-                                                           Upload.state.in_(("queued", "running")))).first()
+                                                           Upload.state.in_(UNFINISHED))).first()
     if campaign.status == S.BUILDING and active is None:  # an ingest in progress finishes the build itself
         campaigns.apply(campaign, "build_finished")
     return planned
@@ -79,7 +80,7 @@ def sweep_uploads(grace_seconds=120):
     killed for good, where no failure callback ran) is failed. Returns (requeued, failed)."""
     cutoff = utcnow() - timedelta(seconds=grace_seconds)
     stalled = db.session.execute(db.select(Upload.id, Upload.job_id).where(
-        Upload.state.in_(("queued", "running")), Upload.created_at < cutoff)).all()
+        Upload.state.in_(UNFINISHED), Upload.created_at < cutoff)).all()
     requeued = failed = 0
     for upload_id, job_id in stalled:
         try:

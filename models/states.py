@@ -1,4 +1,4 @@
-"""The named states of campaigns, uploads and sender revisions, declared once as StrEnums.
+"""The named states of campaigns, uploads, exports and sender revisions, declared once as StrEnums.
 
 Code compares with the names (`CampaignStatus.SENDING`), the models' CHECK constraints are
 generated from the same enums (`check_in`), and the plain tuples (`models.campaigns.STATUSES`…)
@@ -40,12 +40,25 @@ class UploadState(StrEnum):
     FAILED = "failed"
 
 
+class ExportState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
 class RevisionState(StrEnum):
     DRAFT = "draft"
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
     ARCHIVED = "archived"
+
+
+# The names templates compare with (app.py puts them in the Jinja globals): `c.status == Status.NEW`.
+TEMPLATE_NAMES = {"Status": CampaignStatus, "Mode": Mode, "Moderation": Moderation, "UploadState": UploadState,
+                  "ExportState": ExportState, "RevisionState": RevisionState}
 
 
 def values(enum: type[StrEnum]) -> tuple[str, ...]:

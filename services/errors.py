@@ -6,6 +6,9 @@ class DomainError(Exception):
 
     code = "invalid"
     status = 400
+    # Where a page goes after this refusal (a flash there); set by the view that knows the page
+    # (blueprints.refusals_go_to), read by app.py's handler. None: back to the page the form came from.
+    redirect_to: str | None = None
 
     def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)

@@ -44,6 +44,10 @@ class ExportNotReady(Conflict):
     code = "export_not_ready"
 
 
+class FullNumbersRefused(Forbidden):
+    """The export holds full numbers and the role may not see them."""
+
+
 class BadFormat(DomainError):
     code = "bad_format"
 
@@ -145,7 +149,7 @@ def open_for_download(workspace, export_id, membership, user):
         raise ExportNotReady("This export is not ready yet." if export.state in ("queued", "running")
                              else "This export failed; start a new one from the campaign.")
     if export.unmasked and not may_view_full(membership, user):
-        raise Forbidden("This export contains full numbers, which your role may not see.")
+        raise FullNumbersRefused("This export contains full numbers, which your role may not see.")
     if not file_store.exists(export.path):
         raise ExportExpired("The file of this export is no longer on the server. Start a new export.")
     audit.record("export.downloaded", workspace_id=workspace.id, object_type="export", object_id=export.id,

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Campaign
+from models.states import CampaignStatus, Mode, Moderation
 from services import campaigns, contributors, permissions, preflight, segments, senders
 from services.campaign_drafts import steps as draft_steps
 from services.errors import Conflict, DomainError, NotFound
@@ -43,12 +44,12 @@ def _when(value):
 def _schedule(campaign):
     """When the campaign would send, in words (workspace time zone)."""
     start = "" if campaign.auto_start else "; waits for a manual Start"
-    if campaign.mode == "OnTime" and campaign.start_at:
+    if campaign.mode == Mode.ON_TIME and campaign.start_at:
         local = campaign.start_at.astimezone(ZoneInfo(campaign.workspace.timezone))
         return f"at {local.strftime('%Y-%m-%d %H:%M')} ({campaign.workspace.timezone}){start}"
-    if campaign.mode == "Spread" and campaign.spread_first_day and campaign.spread_last_day:
+    if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         return f"spread over {campaign.spread_first_day.isoformat()} to {campaign.spread_last_day.isoformat()}{start}"
-    if campaign.mode == "Trigger":
+    if campaign.mode == Mode.TRIGGER:
         return f"numbers arrive through the API after the start{start}"
     return f"right after approval{start}"
 
@@ -65,8 +66,8 @@ class CampaignQueue:
 
     @staticmethod
     def _awaiting(workspace):
-        return (Campaign.workspace_id == workspace.id, Campaign.status == "Pending",
-                Campaign.moderation == "awaiting", Campaign.archived_at.is_(None))
+        return (Campaign.workspace_id == workspace.id, Campaign.status == CampaignStatus.PENDING,
+                Campaign.moderation == Moderation.AWAITING, Campaign.archived_at.is_(None))
 
     def count(self, workspace):
         return db.session.execute(select(func.count(Campaign.id)).where(*self._awaiting(workspace))).scalar_one()
@@ -87,7 +88,7 @@ class CampaignQueue:
         the lifecycle would again see the moved-on status instead of losing at the conditional UPDATE."""
         campaign = campaigns.get_campaign(workspace, campaign_id, membership, user)
         ensure_may_decide(workspace, membership, user, contributors.of_campaign(campaign), "campaign")
-        if campaign.moderation in ("approved", "rejected") and campaign.moderated_at is not None:
+        if campaign.moderation in (Moderation.APPROVED, Moderation.REJECTED) and campaign.moderated_at is not None:
             who = campaign.moderated_by.email if campaign.moderated_by else "another moderator"
             raise Conflict(f"Campaign #{campaign.id} was already {campaign.moderation} by {who} at "
                            f"{campaign.moderated_at.strftime('%Y-%m-%d %H:%M:%S UTC')}.", code="already_decided")

@@ -12,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 import audit
 from extensions import affected_rows, db
 from models import SenderName, SenderRevision, utcnow
+from models.states import RevisionState as R
 from services import permissions, smpp
 from services.errors import Conflict, DomainError, Forbidden, NotFound
 from services.moderation_rules import ensure_may_decide, revision_contributors
 
-OPEN_STATES = ("draft", "pending")
+OPEN_STATES = (R.DRAFT, R.PENDING)
 LABEL_MAX = 80
 COMMENT_MAX = 500
 NOTE_MAX = 500
@@ -52,7 +53,7 @@ def get_revision(workspace, revision_id):
 
 def current_revision(sender):
     """The revision campaigns should use now: the highest-numbered approved one (or None)."""
-    approved = [r for r in sender.revisions if r.state == "approved"]
+    approved = [r for r in sender.revisions if r.state == R.APPROVED]
     return max(approved, key=lambda r: r.number) if approved else None
 
 
@@ -65,7 +66,7 @@ def approved_revisions_for_wizard(workspace):
     """For the campaign wizard: the current approved revision of every non-archived sender name,
     ordered by the name's label. Each item is a SenderRevision (its `.sender` is the name)."""
     newest = (select(SenderRevision.sender_id, func.max(SenderRevision.number).label("number"))
-              .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == "approved")
+              .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == R.APPROVED)
               .group_by(SenderRevision.sender_id).subquery())
     query = (select(SenderRevision)
              .join(newest, and_(SenderRevision.sender_id == newest.c.sender_id,
@@ -79,7 +80,7 @@ def approved_revisions_for_wizard(workspace):
 def get_approved_revision(workspace, revision_id):
     """The revision a new campaign may pin: approved, current, of a non-archived name here."""
     revision = get_revision(workspace, revision_id)
-    if revision.state != "approved" or revision.sender.archived_at is not None \
+    if revision.state != R.APPROVED or revision.sender.archived_at is not None \
             or current_revision(revision.sender) is not revision:
         raise DomainError("Choose one of the approved sender names offered; this revision is not (or no "
                           "longer) approved for new campaigns.", code="sender_not_approved")
@@ -89,7 +90,7 @@ def get_approved_revision(workspace, revision_id):
 def pending_revisions(workspace, limit=None):
     """The moderation queue's Sender Revisions tab: pending revisions, oldest submission first."""
     query = (select(SenderRevision).join(SenderName, SenderName.id == SenderRevision.sender_id)
-             .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == "pending",
+             .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == R.PENDING,
                     SenderName.archived_at.is_(None))
              .order_by(SenderRevision.submitted_at, SenderRevision.id))
     if limit:
@@ -100,7 +101,7 @@ def pending_revisions(workspace, limit=None):
 def count_pending(workspace):
     return db.session.execute(
         select(func.count(SenderRevision.id)).join(SenderName, SenderName.id == SenderRevision.sender_id)
-        .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == "pending",
+        .where(SenderRevision.workspace_id == workspace.id, SenderRevision.state == R.PENDING,
                SenderName.archived_at.is_(None))).scalar_one()
 
 
@@ -149,7 +150,7 @@ def propose(workspace, membership, user, *, label, saddr, ton=None, npi=None, co
     now = utcnow()
     sender = SenderName(workspace_id=workspace.id, label=label, created_by_id=user.id, created_at=now)
     revision = SenderRevision(sender=sender, workspace_id=workspace.id, number=1, saddr=saddr, ton=ton, npi=npi,
-                              comment=comment, state="draft" if draft else "pending", created_by_id=user.id,
+                              comment=comment, state=R.DRAFT if draft else R.PENDING, created_by_id=user.id,
                               created_at=now, submitted_at=None if draft else now,
                               submitted_by_id=None if draft else user.id)
     db.session.add_all([sender, revision])
@@ -170,7 +171,7 @@ def propose_revision(workspace, sender_id, membership, user, *, saddr, ton=None,
     saddr, ton, npi, comment = _clean_fields(saddr, ton, npi, comment)
     waiting = open_revision(sender)
     if waiting is not None:
-        what = "a draft" if waiting.state == "draft" else "waiting for a moderator"
+        what = "a draft" if waiting.state == R.DRAFT else "waiting for a moderator"
         raise Conflict(f"Revision #{waiting.number} ({waiting.saddr}) is {what}; withdraw it or wait for "
                        "the decision before proposing another change.", code="revision_open")
     current = current_revision(sender)
@@ -182,7 +183,7 @@ def propose_revision(workspace, sender_id, membership, user, *, saddr, ton=None,
     number = (db.session.execute(select(func.max(SenderRevision.number))
                                  .where(SenderRevision.sender_id == sender.id)).scalar() or 0) + 1
     revision = SenderRevision(sender_id=sender.id, workspace_id=workspace.id, number=number, saddr=saddr, ton=ton,
-                              npi=npi, comment=comment, state="draft" if draft else "pending",
+                              npi=npi, comment=comment, state=R.DRAFT if draft else R.PENDING,
                               created_by_id=user.id, created_at=now, submitted_at=None if draft else now,
                               submitted_by_id=None if draft else user.id)
     db.session.add(revision)
@@ -226,8 +227,8 @@ def submit_draft(workspace, revision_id, membership, user):
     if not _may_manage_open(revision, membership, user):
         raise Forbidden("Only the person who wrote this draft (or an admin) can submit it.")
     before = snapshot(revision)
-    submitted = {"state": "pending", "submitted_at": utcnow(), "submitted_by_id": user.id}  # four-eyes
-    if not _conditional_state_change(revision, ("draft",), submitted):
+    submitted = {"state": R.PENDING, "submitted_at": utcnow(), "submitted_by_id": user.id}  # four-eyes
+    if not _conditional_state_change(revision, (R.DRAFT,), submitted):
         raise Conflict(f"Revision #{revision.number} is {revision.state}, not a draft; nothing was submitted.",
                        code="not_draft")
     audit.record("senders.revision_submitted", workspace_id=workspace.id, object_type="sender_revision",
@@ -242,8 +243,8 @@ def withdraw(workspace, revision_id, membership, user):
     if not _may_manage_open(revision, membership, user):
         raise Forbidden("Only the person who proposed this revision (or an admin) can withdraw it.")
     before = snapshot(revision)
-    if not _conditional_state_change(revision, OPEN_STATES, {"state": "archived"}):
-        raise _already_decided(revision) if revision.state in ("approved", "rejected") else \
+    if not _conditional_state_change(revision, OPEN_STATES, {"state": R.ARCHIVED}):
+        raise _already_decided(revision) if revision.state in (R.APPROVED, R.REJECTED) else \
             Conflict(f"Revision #{revision.number} is {revision.state}; there is nothing to withdraw.",
                      code="not_open")
     audit.record("senders.revision_withdrawn", workspace_id=workspace.id, object_type="sender_revision",
@@ -265,13 +266,13 @@ def _decide(workspace, revision_id, membership, user, decision, note=None):
     revision = get_revision(workspace, revision_id)
     ensure_may_decide(workspace, membership, user, revision_contributors(revision), "sender revision")
     note = (note or "").strip()
-    if decision == "rejected" and not note:
+    if decision == R.REJECTED and not note:
         raise DomainError("Write a note saying why the sender revision is rejected; the author will see it.",
                           code="note_required")
     if len(note) > NOTE_MAX:
         raise DomainError(f"The note has at most {NOTE_MAX} characters; shorten it.", code="invalid_note")
-    if revision.state != "pending":
-        if revision.state in ("approved", "rejected"):
+    if revision.state != R.PENDING:
+        if revision.state in (R.APPROVED, R.REJECTED):
             raise _already_decided(revision)
         raise Conflict(f"Revision #{revision.number} is {revision.state}, not waiting for a moderator; "
                        "nothing was changed.", code="not_pending")
@@ -280,15 +281,15 @@ def _decide(workspace, revision_id, membership, user, decision, note=None):
                        code="archived")
     before = snapshot(revision)
     previous = current_revision(revision.sender)
-    changed = _conditional_state_change(revision, ("pending",), {
+    changed = _conditional_state_change(revision, (R.PENDING,), {
         "state": decision, "decided_by_id": user.id, "decided_at": utcnow(), "decision_note": note or None})
     if not changed:
-        if revision.state in ("approved", "rejected"):
+        if revision.state in (R.APPROVED, R.REJECTED):
             raise _already_decided(revision)
         raise Conflict(f"Revision #{revision.number} changed meanwhile (it is now {revision.state}); "
                        "nothing was changed.", code="changed_meanwhile")
     after = snapshot(revision)
-    if decision == "approved" and previous is not None:
+    if decision == R.APPROVED and previous is not None:
         after["replaces_revision"] = previous.number
     audit.record(f"senders.revision_{decision}", workspace_id=workspace.id, object_type="sender_revision",
                  object_id=revision.id, before=before, after=after, note=note or None)
@@ -298,12 +299,12 @@ def _decide(workspace, revision_id, membership, user, decision, note=None):
 def approve(workspace, revision_id, membership, user):
     """Pending → approved; the highest-numbered approved revision becomes the name's current one
     (earlier approved revisions stay approved and unchanged: campaigns pin them)."""
-    return _decide(workspace, revision_id, membership, user, "approved")
+    return _decide(workspace, revision_id, membership, user, R.APPROVED)
 
 
 def reject(workspace, revision_id, membership, user, note):
     """Pending → rejected with a note the author reads on the sender name's page."""
-    return _decide(workspace, revision_id, membership, user, "rejected", note)
+    return _decide(workspace, revision_id, membership, user, R.REJECTED, note)
 
 
 # --- archive -------------------------------------------------------------------------------
@@ -323,7 +324,7 @@ def archive(workspace, sender_id, membership, user):
     withdrawn = [r.number for r in sender.revisions if r.state in OPEN_STATES]
     db.session.execute(update(SenderRevision).where(SenderRevision.sender_id == sender.id,
                                                     SenderRevision.state.in_(OPEN_STATES))
-                       .values(state="archived").execution_options(synchronize_session=False))
+                       .values(state=R.ARCHIVED).execution_options(synchronize_session=False))
     db.session.commit()
     db.session.expire(sender)
     audit.record("senders.archived", workspace_id=workspace.id, object_type="sender_name", object_id=sender.id,
@@ -342,10 +343,10 @@ def _refuse_changes_to_approved(mapper, connection, target):
     attrs = inspect(target).attrs
     state_history = attrs.state.history
     old_state = state_history.deleted[0] if state_history.deleted else target.state
-    if old_state != "approved":
+    if old_state != R.APPROVED:
         return
     changed = [name for name in _FROZEN if attrs[name].history.has_changes()]
-    if state_history.has_changes() and target.state != "archived":
+    if state_history.has_changes() and target.state != R.ARCHIVED:
         changed.append("state")
     if changed:
         raise ImmutableRevision(f"Revision #{target.number} is approved and cannot change "

@@ -11,10 +11,8 @@ from typing import Any, cast
 from flask import Blueprint, g, jsonify, request
 
 from blueprints.access import _mark
-from blueprints.api.contract import error_fields
 from extensions import csrf
 from services import permissions, tokens
-from services.errors import DomainError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # token-authenticated, never cookie-authenticated
@@ -53,10 +51,8 @@ def api_route(action, *, superadmin_only=False):
                 return api_error(403, "forbidden", "Only a super admin's token may use this endpoint.")
             if action and not permissions.allowed(action, g.membership, superadmin=superadmin):
                 return api_error(403, "forbidden", f"Your role may not use this endpoint ({action}).")
-            try:
-                return view(*args, **kwargs)
-            except DomainError as exc:
-                return api_error(exc.status, exc.code, exc.message, error_fields(exc))
+            # A DomainError escaping the view is answered by app.py's handler, in api_error's shape.
+            return view(*args, **kwargs)
 
         cast(Any, wrapper)._permission = action  # read by the access checks and the API spec
         return _mark(wrapper, f"api:{action}")

@@ -4,7 +4,7 @@ Each decorator does its part at request time (parse and validate with a schema o
 `blueprints/api/schemas/`, or dump the view's result through one) and leaves a note on the view
 (`view._api`) from which `blueprints/api/spec.py` writes /api/v1/openapi.json. Views stay thin:
 they receive validated plain values (`body=`, `query=`), call one service and return an object or
-a dict. Bad input raises `InvalidInput` (a `DomainError`), which `@api_route` answers as
+a dict. Bad input raises `InvalidInput` (a `DomainError`), which app.py's error handler answers as
 `{"error": {"code", "message", "fields": {name: [messages]}}}` — never a 500.
 """
 import functools

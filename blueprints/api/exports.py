@@ -10,13 +10,15 @@ from blueprints.api import api_route, bp
 from blueprints.api.contract import doc, respond, use_body
 from blueprints.api.schemas.exports import Export, ExportCreate
 from blueprints.exports import _progress
+from models.states import ExportState
 from services import exports as service
 
 
 def _document(export):
     out = service.status(export, _progress(export))
     out["status_url"] = url_for("api.get_export", export_id=export.id)
-    out["download_url"] = url_for("api.download_export", export_id=export.id) if export.state == "done" else None
+    done = export.state == ExportState.DONE
+    out["download_url"] = url_for("api.download_export", export_id=export.id) if done else None
     return out
 
 

@@ -2,6 +2,7 @@
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from blueprints import refusals_go_to
 from blueprints.access import can, workspace_route
 from blueprints.campaigns import bp
 from forms.campaigns import ActionForm, RejectForm, RestoreOwnerForm
@@ -29,10 +30,8 @@ def _detail_url(campaign_id, **kwargs):
 
 
 def _load(campaign_id, options=()):
-    try:
-        return lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user, options=options)
-    except NotFound:
-        abort(404)
+    # Another workspace's or an unknown campaign: NotFound, the 404 page (app.py).
+    return lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user, options=options)
 
 
 @bp.get("/<int:campaign_id>")
@@ -146,6 +145,7 @@ def _approved_message(campaign):
 
 @bp.post("/<int:campaign_id>/<action>")
 @workspace_route("campaigns.view")
+@refusals_go_to("campaigns.detail")
 def act(campaign_id, action):
     if action not in lifecycle.USER_ACTIONS and action not in lifecycle.DECISIONS:
         abort(404)
@@ -156,13 +156,7 @@ def act(campaign_id, action):
     if action == "reject" and not (note or "").strip():
         flash("Write a note saying why the campaign is rejected; the author will see it.", "error")
         return redirect(_detail_url(campaign_id))
-    try:
-        result = lifecycle.perform(g.workspace, campaign_id, action, g.membership, current_user, note=note)
-    except NotFound:
-        abort(404)
-    except DomainError as exc:
-        flash(exc.message, "error")
-        return redirect(_detail_url(campaign_id))
+    result = lifecycle.perform(g.workspace, campaign_id, action, g.membership, current_user, note=note)
     if action == "clone":
         extra = getattr(result, "clone_notes", [])
         flash(f"Cloned into draft #{result.id} (no recipients)." +
@@ -188,11 +182,8 @@ def restore_owner(campaign_id):
     if campaign.archived_at is None:
         flash("This campaign is not archived.", "info")
         return redirect(_detail_url(campaign_id))
-    try:
+    with refusals_go_to("campaigns.detail"):
         lifecycle.ensure_may_act(campaign, "restore", g.membership, current_user)
-    except DomainError as exc:
-        flash(exc.message, "error")
-        return redirect(_detail_url(campaign_id))
     form = RestoreOwnerForm()
     candidates = lifecycle.owner_candidates(g.workspace)
     form.owner.choices = [(str(m.user_id), f"{m.user.name or m.user.email} ({m.user.email}, {m.role})")
@@ -202,7 +193,7 @@ def restore_owner(campaign_id):
         try:
             lifecycle.restore_with_owner(g.workspace, campaign_id, form.owner.data, g.membership, current_user)
         except NotFound:
-            abort(404)
+            raise  # the 404 page (app.py), not a field error
         except DomainError as exc:
             form.owner.errors = [exc.message]
             status = 400

@@ -9,10 +9,11 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 from flask_login import current_user
 from jinja2 import TemplateNotFound
 
+from blueprints import refusals_go_to
 from blueprints.access import can, workspace_route
 from blueprints.campaigns import bp
 from extensions import db
-from forms.campaigns import ActionForm, ModeForm, ParametersForm, SmppForm
+from forms.campaigns import MODE_HELP, ActionForm, ModeForm, ParametersForm, SmppForm
 from models.states import CampaignStatus as S
 from models.states import Mode
 from services import campaigns as lifecycle
@@ -71,18 +72,34 @@ def new():
             flash(f"Draft #{campaign.id} created as {campaign.mode}. Now set its parameters.", "success")
             return redirect(_wizard_url(campaign, 2))
     return render_template("campaigns/wizard.html", campaign=None, step=1, form=form, steps=draft_steps.STEPS,
-                           step_list=list(draft_steps.STEPS), mode_help=draft_steps.MODE_HELP, back_step=None), status
+                           step_list=list(draft_steps.STEPS), mode_help=MODE_HELP, back_step=None), status
 
 
 @bp.route("/<int:campaign_id>/wizard/<int:step>", methods=["GET", "POST"])
 @workspace_route("campaigns.create")
-def wizard(campaign_id, step):  # noqa: C901 — issue 16: to split
-    try:
-        campaign = lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user)
-    except NotFound:
-        abort(404)
+def wizard(campaign_id, step):
+    # Another workspace's or an unknown campaign: NotFound, the 404 page (app.py).
+    campaign = lifecycle.get_campaign(g.workspace, campaign_id, g.membership, current_user)
     if step not in draft_steps.STEPS:
         abort(404)
+    detour = _detour(campaign, step)
+    if detour is not None:
+        return detour
+    form = _form_for(campaign, step)
+    if request.method == "POST":
+        if not form.validate():
+            flash("The form expired; reload the page and try again.", "error")
+        else:
+            saved = _save_or_attach(campaign, step, form)
+            if saved is not None:
+                return saved
+    return _render(campaign, step, form, status=400 if request.method == "POST" else 200)
+
+
+def _detour(campaign, step):
+    """The page to show instead of `step`, if any: the upload's progress while recipients are read,
+    the campaign page when the draft may not be edited (a refusal, flashed there), the next step for
+    a Trigger campaign's step 4, the first unfinished step."""
     if draft_steps.is_uploading(campaign) and lifecycle.is_owner_or_manager(campaign, g.membership, current_user):
         # An upload moved the draft to Building; step 4 shows its progress, the rest waits for it.
         if request.method == "POST" or step != 4:
@@ -90,32 +107,26 @@ def wizard(campaign_id, step):  # noqa: C901 — issue 16: to split
                   "has finished.", "info")
             return redirect(_wizard_url(campaign, 4))
         return _render(campaign, 4, ActionForm())
-    try:
+    with refusals_go_to("campaigns.detail"):
         draft_steps.ensure_editable(campaign, g.membership, current_user)
-    except DomainError as exc:
-        flash(exc.message, "error")
-        return redirect(_detail_url(campaign))
     if step == 4 and campaign.mode == Mode.TRIGGER:
         return redirect(_wizard_url(campaign, 5))
     if step > campaign.wizard_step:
         flash(f"Finish step {campaign.wizard_step} ({draft_steps.STEPS[campaign.wizard_step]}) first.", "info")
         return redirect(_wizard_url(campaign, campaign.wizard_step))
+    return None
 
-    form = _form_for(campaign, step)
-    if request.method == "POST":
-        if not form.validate():
-            flash("The form expired; reload the page and try again.", "error")
-        else:
-            try:
-                response = _save_step(campaign, step, form)
-            except NotFound:
-                abort(404)
-            except DomainError as exc:
-                _attach(form, exc)
-                db.session.rollback()
-            else:
-                return response
-    return _render(campaign, step, form, status=400 if request.method == "POST" else 200)
+
+def _save_or_attach(campaign, step, form):
+    """Save the step (the response to send), or put the service's refusal on the form (None)."""
+    try:
+        return _save_step(campaign, step, form)
+    except NotFound:
+        raise  # the 404 page (app.py), not a field error
+    except DomainError as exc:
+        _attach(form, exc)
+        db.session.rollback()
+        return None
 
 
 @bp.post("/<int:campaign_id>/wizard/gsm7")
@@ -205,7 +216,7 @@ def _widget_upload(campaign):
 
 def _render(campaign, step, form, status=200):
     context = {"campaign": campaign, "step": step, "form": form, "steps": draft_steps.STEPS,
-               "step_list": draft_steps.steps_for(campaign), "mode_help": draft_steps.MODE_HELP,
+               "step_list": draft_steps.steps_for(campaign), "mode_help": MODE_HELP,
                "back_step": draft_steps.previous_step(campaign, step)}
     if step == 3:
         context["smpp_defaults"] = draft_steps.effective_smpp(campaign)[1]

@@ -12,13 +12,6 @@ from services import senders
 from services.errors import Forbidden
 
 STEPS = {1: "Mode", 2: "Parameters", 3: "SMPP", 4: "Recipients", 5: "Review"}
-MODE_HELP = {
-    "OnDemand": "Sends right after a moderator approves it (or when you press Start, if auto-start is off).",
-    "OnTime": "Sends at the date and time you choose, in the workspace time zone, once approved.",
-    "Spread": "Spreads the recipients evenly over a window of days; each recipient gets one message.",
-    "Trigger": "Starts empty: after approval, client systems push numbers through the API and each "
-               "message goes out at once (for OTPs and alerts). Recipients are not uploaded.",
-}
 DEFAULT_DTON, DEFAULT_DNPI = 1, 1          # international, ISDN/E.164 — what the normaliser produces
 
 

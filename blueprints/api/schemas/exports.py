@@ -1,5 +1,6 @@
 """Schemas of the export endpoints."""
 from blueprints.api.schemas import Body, Out, fields, validate
+from models.states import ExportState, values
 from services.exports import FORMATS
 
 
@@ -14,7 +15,7 @@ class Export(Out):
     id = fields.Integer(required=True)
     campaign_id = fields.Integer(required=True)
     format = fields.String(required=True, metadata={"enum": list(FORMATS)})
-    state = fields.String(required=True, metadata={"enum": ["queued", "running", "done", "failed", "expired"]})
+    state = fields.String(required=True, metadata={"enum": list(values(ExportState))})
     rows = fields.Integer(allow_none=True)
     unmasked = fields.Boolean(required=True, metadata={"description": "The file holds full numbers"})
     error = fields.String(allow_none=True)

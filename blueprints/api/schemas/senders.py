@@ -2,6 +2,7 @@
 from marshmallow import fields as ma_fields
 
 from blueprints.api.schemas import Body, Out, Query, StrictBoolean, StrictInteger, Text, fields, validate
+from models.states import RevisionState, values
 from services import smpp
 from services.senders import COMMENT_MAX, LABEL_MAX
 
@@ -50,8 +51,7 @@ class Revision(Out):
     ston = fields.Integer(allow_none=True)
     snpi = fields.Integer(allow_none=True)
     comment = fields.String(allow_none=True)
-    state = fields.String(required=True, metadata={"enum": ["draft", "pending", "approved", "rejected",
-                                                            "archived"]})
+    state = fields.String(required=True, metadata={"enum": list(values(RevisionState))})
     note = fields.String(allow_none=True, metadata={"description": "The moderator's note"})
     created_by = fields.String(allow_none=True)
     created_at = fields.String(allow_none=True)

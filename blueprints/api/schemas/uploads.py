@@ -1,7 +1,8 @@
 """Schemas of the recipient upload endpoints: the upload's status and the recipients list."""
 from blueprints.api.schemas import DB_BIGINT_MAX, Out, Query, Text, fields, validate
+from models.states import UploadState, values
 
-UPLOAD_STATES = ["queued", "running", "done", "failed"]
+UPLOAD_STATES = list(values(UploadState))
 
 
 class UploadAccepted(Out):
