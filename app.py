@@ -12,8 +12,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from blueprints import CSP, register_blueprints
-from blueprints.api.contract import error_fields
 from blueprints.access import can, enforce_access
+from blueprints.api.contract import error_fields
 from blueprints.exports import export_helpers
 from blueprints.nav import workspace_nav
 from blueprints.security import check_session, gdpr_helpers, require_second_factor, touch_session

@@ -54,10 +54,10 @@ def verify(since, slug):
         except DomainError as exc:
             raise click.BadParameter(exc.message, param_hint="--workspace") from None
     result = audit_seals.verify(since=since_at, workspace_id=workspace_id, source="cli")
-    if result.outcome == "unavailable":
+    if result.outcome == audit_seals.UNAVAILABLE:
         click.echo(f"NOT VERIFIED: {result.message}", err=True)
         sys.exit(2)
-    if result.outcome == "failed":
+    if result.outcome == audit_seals.FAILED:
         click.echo(f"FAILED: first bad event: {result.first}", err=True)
         for problem in result.problems[1:]:
             click.echo(f"  also: {problem}", err=True)

@@ -27,6 +27,8 @@ from models import utcnow
 from models.audit_seals import AuditSeal, AuditVerification
 
 log = logging.getLogger("mc.audit.seals")
+# What `verify` found (stored in audit_verifications.outcome, shown on Diagnostics, the CLI's exit code).
+VERIFIED, FAILED, UNAVAILABLE = "verified", "failed", "unavailable"
 
 GENESIS = "0" * 64          # the "previous root" of the first seal
 LEGACY_ARRIVAL = -1         # events stored before arrival stamps existed sort first (first seal)
@@ -173,7 +175,7 @@ class Problem:
 
 @dataclass
 class Verification:
-    outcome: str = "verified"     # verified | failed | unavailable
+    outcome: str = VERIFIED       # VERIFIED | FAILED | UNAVAILABLE
     seals: int = 0
     events: int = 0
     expired: int = 0
@@ -222,10 +224,10 @@ def verify(since=None, workspace_id=None, source="cli"):
         _verify_into(result, store, since_ms, workspace_id, retention_cutoff)
     except AuditStoreUnavailable as exc:
         db.session.rollback()
-        result.outcome, result.message = "unavailable", f"audit store unreachable: {str(exc)[:300]}"
+        result.outcome, result.message = UNAVAILABLE, f"audit store unreachable: {str(exc)[:300]}"
     else:
         if result.problems:
-            result.outcome = "failed"
+            result.outcome = FAILED
             result.message = str(result.first)
         else:
             result.message = f"verified {result.events} events in {result.seals} seals"
@@ -235,7 +237,7 @@ def verify(since=None, workspace_id=None, source="cli"):
                                      message=result.message[:500], since=since, workspace_id=workspace_id,
                                      source=source))
     db.session.commit()
-    level = logging.INFO if result.outcome == "verified" else logging.CRITICAL
+    level = logging.INFO if result.outcome == VERIFIED else logging.CRITICAL
     log.log(level, "[audit-verify] %s: %s", result.outcome, result.message)
     return result
 
@@ -308,7 +310,7 @@ def status():
         warnings.append("No audit seal yet: is the rq cron scheduler running?")
     elif seal_row.sealed_at < utcnow() - timedelta(minutes=3 * minutes + 1):
         warnings.append(f"The last audit seal is older than {3 * minutes} minutes: sealing has stopped.")
-    if check is not None and check.outcome != "verified":
+    if check is not None and check.outcome != VERIFIED:
         warnings.append(f"The last audit verification {check.outcome}: {check.message}")
     return {"seal": seal_row._asdict() if seal_row else None,
             "verification": None if check is None else {

@@ -10,13 +10,14 @@ from flask import g, send_file, url_for
 from blueprints.api import api_route, bp
 from blueprints.api.contract import doc, respond, use_body
 from blueprints.api.schemas.evidence import EvidenceCreate, EvidencePack
+from models.states import ExportState
 from services import evidence as service
 
 
 def _document(pack):
     out = service.status(pack)
     out["status_url"] = url_for("api.get_evidence", pack_id=pack.id)
-    out["download_url"] = url_for("api.download_evidence", pack_id=pack.id) if pack.state == "done" else None
+    out["download_url"] = url_for("api.download_evidence", pack_id=pack.id) if pack.state == ExportState.DONE else None
     return out
 
 
