@@ -32,7 +32,7 @@ from models.evidence import EvidencePack
 from services import approval, audit_seals, exports, permissions
 from services import campaigns as lifecycle
 from services.campaign_drafts import steps as draft_steps
-from services.errors import Forbidden, NotFound
+from services.errors import NotFound
 from services.queues import JobNames, enqueue_job
 
 FORMAT = 1
@@ -95,7 +95,7 @@ def open_for_download(workspace, pack_id, membership, user):
         raise exports.ExportNotReady("This evidence pack is not ready yet." if pack.state in ("queued", "running")
                                      else "This evidence pack failed; build a new one from the campaign.")
     if pack.unmasked and not exports.may_view_full(membership, user):
-        raise Forbidden("This evidence pack contains full numbers, which your role may not see.")
+        raise exports.FullNumbersRefused("This evidence pack contains full numbers, which your role may not see.")
     if not os.path.isfile(pack.path):
         raise exports.ExportExpired("The file of this evidence pack is no longer on the server. Build a new one.")
     audit.record("evidence.downloaded", workspace_id=workspace.id, object_type="evidence_pack", object_id=pack.id,

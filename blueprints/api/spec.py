@@ -32,6 +32,8 @@ TAGS = {
     "Sender names": "Sender names (SADDR/TON/NPI) and their moderated revisions.",
     "Moderation": "The moderators' queue: approve or reject campaigns and sender names.",
     "Exports": "Exports of a campaign's delivery records and their download.",
+    "Evidence packs": "A campaign's evidence pack: everything about it in one ZIP with a SHA-256 manifest.",
+    "Administration": "The installation, for super admins' tokens: workspace quotas.",
 }
 # The area of each API module (blueprints/api/*.py); the few endpoints of a module that belong
 # elsewhere are named in ENDPOINT_TAGS.
@@ -39,6 +41,7 @@ MODULE_TAGS = {
     "blueprints.api.core": "Account", "blueprints.api.campaigns": "Campaigns", "blueprints.api.uploads": "Recipients",
     "blueprints.api.trigger": "Recipients", "blueprints.api.senders": "Sender names",
     "blueprints.api.moderation": "Moderation", "blueprints.api.exports": "Exports",
+    "blueprints.api.evidence": "Evidence packs", "blueprints.api.admin": "Administration",
 }
 ENDPOINT_TAGS = {"api.audit_feed": "Audit"}
 

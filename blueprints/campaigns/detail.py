@@ -92,19 +92,14 @@ def _retry_counts(campaign):
 
 @bp.post("/<int:campaign_id>/retry")
 @workspace_route("campaigns.view")
+@refusals_go_to("campaigns.detail")
 def retry_failed(campaign_id):
     """ "Send again to failed numbers": a new draft with the chosen class of failed recipients."""
     if not ActionForm().validate():
         flash("The form expired; reload the page and try again.", "error")
         return redirect(_detail_url(campaign_id))
-    try:
-        draft, n = retry.retry_failed(g.workspace, campaign_id, request.form.get("which"), g.membership,
-                                      current_user)
-    except NotFound:
-        abort(404)
-    except DomainError as exc:
-        flash(exc.message, "error")
-        return redirect(_detail_url(campaign_id))
+    # A refusal is flashed on the campaign page (refusals_go_to); an unknown campaign is the 404 page.
+    draft, n = retry.retry_failed(g.workspace, campaign_id, request.form.get("which"), g.membership, current_user)
     notes = getattr(draft, "clone_notes", [])
     flash(f"Draft #{draft.id} holds the {n:,} {request.form.get('which')} number{'' if n == 1 else 's'} of "
           f"campaign #{campaign_id}." + (f" To finish it: {'; '.join(notes)}." if notes else

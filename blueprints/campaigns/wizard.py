@@ -131,18 +131,14 @@ def _save_or_attach(campaign, step, form):
 
 @bp.post("/<int:campaign_id>/wizard/gsm7")
 @workspace_route("campaigns.create")
+@refusals_go_to("campaigns.wizard", step=5)
 def use_gsm7(campaign_id):
     """The review step's "Use GSM-7 characters": replace what has a look-alike, save, show the parts."""
     if not ActionForm().validate():
         flash("The form expired; reload the page and try again.", "error")
         return redirect(url_for("campaigns.wizard", slug=g.workspace.slug, campaign_id=campaign_id, step=5))
-    try:
-        campaign, before, after = preflight.use_gsm7(g.workspace, campaign_id, g.membership, current_user)
-    except NotFound:
-        abort(404)
-    except DomainError as exc:
-        flash(exc.message, "error")
-        return redirect(url_for("campaigns.wizard", slug=g.workspace.slug, campaign_id=campaign_id, step=5))
+    # A refusal is flashed on the review step (refusals_go_to); an unknown campaign is the 404 page.
+    campaign, before, after = preflight.use_gsm7(g.workspace, campaign_id, g.membership, current_user)
     saved = before.segments - after.segments
     flash(f"Replaced with GSM-7 characters: now {after.encoding}, {after.segments} SMS part"
           f"{'' if after.segments == 1 else 's'} per recipient"
