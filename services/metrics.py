@@ -51,7 +51,8 @@ EXPORTED = (
     "mc_core_channel_delivered_total", "mc_core_queue_depth", "mc_scrape_errors",
     "mc_job_duration_seconds", "mc_core_request_seconds", "mc_core_slow_total", "mc_core_large_total",
     "mc_workspace_campaigns", "mc_workspace_messages_total", "mc_workspace_messages_inflight",
-    "mc_trigger_latency_ms", "mc_trigger_accepted_last_minute", "mc_trigger_lane_workers",
+    "mc_trigger_latency_p50_seconds", "mc_trigger_latency_p95_seconds", "mc_trigger_accepted_last_minute",
+    "mc_trigger_lane_workers",
 )
 
 
@@ -154,17 +155,20 @@ class AggregateCollector:
     def _trigger(self):
         """The Trigger lane: push -> accepted by the Core per workspace over the last minute, and
         its live workers (0 = OTPs wait for the bulk workers)."""
-        latency = GaugeMetricFamily("mc_trigger_latency_ms", "Trigger push to acceptance by the Core over the "
-                                    "last minute (ms), per workspace.", labels=["workspace", "quantile"])
+        # Two gauges, not one with a `quantile` label: that label belongs to summaries (promtool).
+        p50 = GaugeMetricFamily("mc_trigger_latency_p50_seconds", "Median Trigger push to acceptance by the Core "
+                                "over the last minute, per workspace.", labels=["workspace"])
+        p95 = GaugeMetricFamily("mc_trigger_latency_p95_seconds", "95th percentile of Trigger push to acceptance "
+                                "by the Core over the last minute, per workspace.", labels=["workspace"])
         count = GaugeMetricFamily("mc_trigger_accepted_last_minute", "Trigger numbers accepted by the Core in the "
                                   "last minute (the latency's sample size), per workspace.", labels=["workspace"])
         for slug, summary in sorted(trigger_lane.latency_by_workspace().items()):
-            latency.add_metric([slug, "0.5"], summary["p50_ms"])
-            latency.add_metric([slug, "0.95"], summary["p95_ms"])
+            p50.add_metric([slug], summary["p50_ms"] / 1000.0)
+            p95.add_metric([slug], summary["p95_ms"] / 1000.0)
             count.add_metric([slug], summary["count"])
         workers = GaugeMetricFamily("mc_trigger_lane_workers", "Live workers serving the Trigger lane's queue.",
                                     value=trigger_lane.lane_workers())
-        return [latency, count, workers]
+        return [p50, p95, count, workers]
 
     def _audit(self):
         store = audit.get_store()

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coresim.testing import sim_session, start_core
 from jobs import get_queue
-from services import metrics
+from services import core_probe, metrics
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.dirname(sys.executable)
@@ -178,7 +178,7 @@ def test_core_latency_is_a_histogram_in_seconds(client, core, monkeypatch):
     for key, name in (("CORE_CLIENT_CERT", "client.pem"), ("CORE_CLIENT_KEY", "client.key"), ("CORE_CA", "ca.pem")):
         monkeypatch.setitem(app.config, key, f"{core.certs_dir}/{name}")
     monkeypatch.setitem(app.config, "CORE_URL", core.url)
-    monkeypatch.setitem(metrics._core_cache, "at", 0.0)
+    monkeypatch.setitem(core_probe.metrics_cache, "at", 0.0)
     text = client.get("/metrics").get_data(as_text=True)
     found = series(text)
     assert pick(found, "mc_core_up") == 1
@@ -201,7 +201,7 @@ def test_promtool_check_metrics_passes(client, core, monkeypatch):
     for key, name in (("CORE_CLIENT_CERT", "client.pem"), ("CORE_CLIENT_KEY", "client.key"), ("CORE_CA", "ca.pem")):
         monkeypatch.setitem(app.config, key, f"{core.certs_dir}/{name}")
     monkeypatch.setitem(app.config, "CORE_URL", core.url)
-    monkeypatch.setitem(metrics._core_cache, "at", 0.0)
+    monkeypatch.setitem(core_probe.metrics_cache, "at", 0.0)
     text = client.get("/metrics").get_data()
     assert b"mc_core_channel_up" in text
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
