@@ -2,6 +2,7 @@
 submit, two workers on one campaign, and a Core outage that heals by itself — for bulk campaigns
 and for the Trigger lane (issue 18: its own `rq worker -w jobs.worker.TriggerWorker trigger`,
 which sends an OTP while a long bulk job occupies the bulk worker)."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -227,6 +228,12 @@ def test_trigger_lane_worker_killed_during_submit_each_number_reaches_the_core_o
         dispatch_tick()  # the tick finds the claim due for a replay and routes it through the lane
         wait_until(lambda: counts(otp.id).sent_count == 30, 60, "the replayed batch")
     finally:
+        # The replacement is not part of the fault: stop it warmly (SIGTERM lets its turn commit) so no
+        # half-done transaction of it meets the clean-up's DELETE (a deadlock on PostgreSQL otherwise).
+        if replacement is not None and replacement.poll() is None:
+            os.killpg(replacement.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                replacement.wait(timeout=30)
         stop(lane, replacement)
     final = stats(sim, core)
     assert final["accepted"] == 30 and final["max_per_destination"] == 1
