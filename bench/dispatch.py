@@ -17,7 +17,6 @@ Last line: RESULT messages=… msgs_per_s=… core_raw_per_s=… ratio=… dupli
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tools.proctree import stop_tree  # noqa: E402
 from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
 
 
@@ -108,11 +108,7 @@ def main():
               f"duplicates={duplicates} push_p95_ms={push_p95 * 1000:.0f}")
     finally:
         for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_tree(proc, timeout=10)
         if started_redis:
             from tools.embedded_redis import stop
 

@@ -40,6 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from tools.proctree import kill_tree, stop_tree  # noqa: E402
+
 SCENARIOS = ("worker_kill", "pg_cut", "throttle", "core_down", "refuse_4xx", "reject_all", "give_up")
 # Times shortened so that a scenario takes seconds (resubmission 3 s ×4, capped at 30 s: the shipped
 # 30 s / 300 s scaled by 1/10); the rules are the shipped ones.
@@ -118,14 +120,10 @@ class Rig:
 
 
 def _kill(proc, sig):
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    if sig == signal.SIGKILL:
+        kill_tree(proc)   # the work horse too: RQ puts it in a process group of its own
+    else:
+        stop_tree(proc, sig, timeout=10)
 
 
 # --- inside an app context -------------------------------------------------------------------

@@ -27,6 +27,7 @@ Target (issue 10): p95 ≤ 500 ms and 0 errors.
 Last line: RESULT p95_ms=… errors=… requests=… (plus per-page p95 and the ingest/dispatch figures)
 """
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -46,6 +47,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tools.proctree import kill_tree  # noqa: E402
 from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -179,10 +181,9 @@ class Stack:
             except ProcessLookupError:
                 pass
         for proc in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
         for log in self.logs:
             log.close()
         if self.redis_conn is not None:

@@ -25,6 +25,7 @@ numbers a push reported accepted that never reached the Core (waited for up to 6
 Last line: RESULT pushes=… idle_p95_ms=… loaded_p95_ms=… loaded_p99_ms=… ratio=… duplicates=… lost=…
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -41,6 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench import ingest as ingest_bench  # noqa: E402
+from tools.proctree import kill_tree  # noqa: E402
 from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -437,14 +439,9 @@ def main():
                 pass
         deadline = time.time() + 15
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_tree(proc)
         if started_redis:
             from tools.embedded_redis import stop
 

@@ -27,7 +27,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tools.proctree import stop_tree  # noqa: E402
 from tools.scratch import drop_database, free_port, fresh_database  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -128,13 +128,7 @@ class Web:
 
     def stop(self):
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            stop_tree(self.proc, timeout=20)
         if self.log:
             self.log.close()
         if self.args.in_database or os.environ.get("REDIS_URL"):

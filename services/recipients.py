@@ -352,17 +352,27 @@ def _finish(upload):
             db.session.add(JobError(campaign_id=upload.campaign_id, upload_id=upload.id, reason=reason))
     if campaign.mode == Mode.SPREAD and campaign.spread_first_day and campaign.spread_last_day:
         spread.plan(campaign)
-    db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.state == "running")
-                       .values(state="done", finished_at=utcnow()).execution_options(synchronize_session=False))
+    _mark_done(upload)
+    db.session.refresh(campaign)
+    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
+        # The campaign leaves Building in the upload's own transaction (apply commits both): a crash
+        # between two commits would leave a finished upload under a campaign built for ever, and a
+        # reader between them would see the upload done and the campaign still Building.
+        try:
+            campaign_rules.apply(campaign, "build_finished")
+        except DomainError:   # cancelled meanwhile: apply rolled back, the upload still ends
+            _mark_done(upload)
     db.session.commit()
     db.session.refresh(upload)
     discard_spool(upload.spool_path)
-    db.session.refresh(campaign)
-    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
-        campaign_rules.apply(campaign, "build_finished")
     log.info("upload %s done: %s lines, %s accepted, %s duplicates, %s rejected, %s stop-listed",
              upload.id, upload.lines, upload.accepted, upload.duplicates, upload.rejected, upload.stop_listed)
     return upload
+
+
+def _mark_done(upload):
+    db.session.execute(db.update(Upload).where(Upload.id == upload.id, Upload.state == "running")
+                       .values(state="done", finished_at=utcnow()).execution_options(synchronize_session=False))
 
 
 def _other_active_uploads(upload):
@@ -394,25 +404,33 @@ def _fail(upload, message):
     uploads stored stays); a draft goes back to New so its author can upload a corrected file."""
     db.session.rollback()
     campaign = db.session.get_one(Campaign, upload.campaign_id)
-    removed = affected_rows(db.session.execute(db.delete(Recipient).where(Recipient.campaign_id == campaign.id,
+    removed = _undo_upload(upload, campaign.id, message)
+    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
+        try:   # in the same transaction as the undo, as in _finish
+            campaign_rules.apply(campaign, "build_failed")
+        except DomainError:   # changed meanwhile: apply rolled back, the undo still happens
+            removed = _undo_upload(upload, campaign.id, message)
+    db.session.commit()
+    db.session.refresh(upload)
+    discard_spool(upload.spool_path)
+    log.warning("upload %s failed: %s (%s recipients removed)", upload.id, message, removed)
+    return upload
+
+
+def _undo_upload(upload, campaign_id, message):
+    """This upload's rows removed, its job error written, the upload failed: uncommitted."""
+    removed = affected_rows(db.session.execute(db.delete(Recipient).where(Recipient.campaign_id == campaign_id,
                                                             Recipient.upload_id == upload.id)
                                  .execution_options(synchronize_session=False)))
     if removed:
-        db.session.execute(db.update(Campaign).where(Campaign.id == campaign.id).values(
+        db.session.execute(db.update(Campaign).where(Campaign.id == campaign_id).values(
             recipients_count=Campaign.recipients_count - removed, queued_count=Campaign.queued_count - removed)
             .execution_options(synchronize_session=False))
-    db.session.add(JobError(campaign_id=campaign.id, upload_id=upload.id, reason=message[:200]))
+    db.session.add(JobError(campaign_id=campaign_id, upload_id=upload.id, reason=message[:200]))
     db.session.execute(db.update(Upload).where(Upload.id == upload.id).values(
         state="failed", error=message[:500], finished_at=utcnow(), accepted=0)
         .execution_options(synchronize_session=False))
-    db.session.commit()
-    db.session.refresh(upload)
-    db.session.refresh(campaign)
-    discard_spool(upload.spool_path)
-    log.warning("upload %s failed: %s (%s recipients removed)", upload.id, message, removed)
-    if campaign.status == S.BUILDING and not _other_active_uploads(upload):
-        campaign_rules.apply(campaign, "build_failed")
-    return upload
+    return removed
 
 
 # --- the Recipients tab -----------------------------------------------------------------------

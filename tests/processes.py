@@ -1,5 +1,6 @@
 """Real processes for the several-hosts tests: a Redis master + replica + Sentinel on free ports, and
 a Procfile run by tools/supervise.py exactly as ./run.sh runs it (restarts included)."""
+import contextlib
 import os
 import signal
 import socket
@@ -8,6 +9,8 @@ import sys
 import time
 
 import redis
+
+from tools.proctree import descendants, kill_tree, parent_of, stop_tree  # noqa: F401 - the tests' helpers
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -129,11 +132,9 @@ class Procfile:
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        kill_tree(self.proc)   # what a supervisor stopped too late left behind (work horses among it)
 
 
 def venv_env(**extra):

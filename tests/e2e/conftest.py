@@ -17,6 +17,7 @@ process group at the end.
 Without Chromium (`/usr/bin/chromium`, installed by ./test.sh / .ci/run with apt when missing) or
 without Playwright the e2e tests are skipped with the reason; they never half-run.
 """
+import contextlib
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ import uuid
 import pytest
 import requests
 
+from tools.proctree import kill_tree
 from tools.scratch import drop_database, free_port, fresh_database
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -185,14 +187,9 @@ class Stack:
             except ProcessLookupError:
                 continue
         for name, proc in self.procs.items():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
+            kill_tree(proc)   # work horses live in process groups of their own
         for log in self.logs.values():
             log.close()
         if self.redis_conn is not None:

@@ -2,9 +2,7 @@
 submit, two workers on one campaign, and a Core outage that heals by itself — for bulk campaigns
 and for the Trigger lane (issue 18: its own `rq worker -w jobs.worker.TriggerWorker trigger`,
 which sends an OTP while a long bulk job occupies the bulk worker)."""
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from services import tokens, trigger_lane
 from services.trigger import push_numbers
 from tests.campaign_factories import add_recipients, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
+from tests.processes import kill_tree, stop_tree
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 pytestmark = pytest.mark.slow
@@ -29,10 +28,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def worker_env(app, core):
-    redis_connection().delete("rq:queue:dispatch", "rq:queue:trigger")
-    for pattern in ("mc:dispatch:*", "mc:trigger:*"):
-        for key in redis_connection().scan_iter(pattern):
-            redis_connection().delete(key)
+    # An empty Redis database: no queued job, slot, lane turn, registered worker or abandoned
+    # registry entry (a killed work horse leaves its job in StartedJobRegistry) of an earlier test.
+    redis_connection().flushdb()
     env = dict(os.environ, MC_DATA_DIR=app.config["MC_DATA_DIR"], SECRET_KEY=app.config["SECRET_KEY"],
                DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
                CORE_URL=core.url, CORE_CA=f"{core.certs_dir}/ca.pem", CORE_CLIENT_CERT=f"{core.certs_dir}/client.pem",
@@ -92,7 +90,7 @@ def test_worker_killed_during_submit_every_recipient_reaches_the_core_once(sim, 
     worker = start_worker(worker_env)
     wait_until(lambda: stats(sim, core)["accepted"] >= 100, 60, "two batches at the Core")
     time.sleep(0.4)  # the next submit is in flight (the Core answers after 1 s)
-    os.killpg(worker.pid, signal.SIGKILL)
+    kill_tree(worker)   # the worker and its work horse, as when the host dies
     worker.wait()
     killed_at = stats(sim, core)["accepted"]
     assert killed_at < 300
@@ -142,8 +140,7 @@ def test_core_down_then_back_resumes_without_help(sim, core, worker_env):
         assert stats(sim, core)["max_per_destination"] == 1
     finally:
         for proc in (worker, cron):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            kill_tree(proc)
 
 
 # --- the Trigger lane (issue 18) -----------------------------------------------------------------
@@ -160,9 +157,7 @@ def lane_up(timeout=60):
 
 def stop(*procs):
     for proc in procs:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_tree(proc)
     # A SIGKILLed worker's PostgreSQL backend finishes its statement before it notices the client is
     # gone; the next test's clean-up would deadlock with it. Wait until only idle backends are left.
     if db.engine.dialect.name == "postgresql":
@@ -217,8 +212,7 @@ def test_trigger_lane_worker_killed_during_submit_each_number_reaches_the_core_o
         wait_until(lambda: db.session.scalar(select(func.count(DispatchBatch.id)).where(
             DispatchBatch.campaign_id == otp.id)) == 1 or db.session.rollback(), 30, "the lane to claim the batch")
         time.sleep(0.4)  # the submit is in flight (the Core answers after 1 s)
-        os.killpg(lane.pid, signal.SIGKILL)
-        lane.wait()
+        kill_tree(lane)
         assert counts(otp.id).sent_count == 0
 
         sim.post(core.url + "/_sim/faults", json={"slow_seconds": 0}).raise_for_status()
@@ -230,10 +224,7 @@ def test_trigger_lane_worker_killed_during_submit_each_number_reaches_the_core_o
     finally:
         # The replacement is not part of the fault: stop it warmly (SIGTERM lets its turn commit) so no
         # half-done transaction of it meets the clean-up's DELETE (a deadlock on PostgreSQL otherwise).
-        if replacement is not None and replacement.poll() is None:
-            os.killpg(replacement.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                replacement.wait(timeout=30)
+        stop_tree(replacement, timeout=30)
         stop(lane, replacement)
     final = stats(sim, core)
     assert final["accepted"] == 30 and final["max_per_destination"] == 1

@@ -27,7 +27,7 @@ from services import scheduler_lease, tokens
 from services.scheduler_lease import LEASE_KEY
 from tests.campaign_factories import bind_approval, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
-from tests.processes import Procfile, venv_env, wait_until
+from tests.processes import Procfile, descendants, parent_of, venv_env, wait_until
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -97,23 +97,6 @@ def _answers(url):
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def parent_of(pid):
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-
-
-def descendants(root):
-    parents = {int(p): parent_of(p) for p in os.listdir("/proc") if p.isdigit()}
-    found, frontier = [], {root}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier}
-        found.extend(frontier)
-    return found
 
 
 def kill_host(procfile):

@@ -2,7 +2,6 @@
 `rq worker` SIGKILLed mid-ingest) ends with exactly the rows and counters of an uninterrupted run."""
 import io
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from models.campaigns import JobError
 from models.recipients import Recipient, Upload
 from services import recipients, stoplist
 from tests.factories import make_user, make_workspace
+from tests.processes import kill_tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -147,24 +147,6 @@ def _start_worker(app):
                             start_new_session=True)
 
 
-def _descendants(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            children = [int(c) for c in fh.read().split()]
-    except FileNotFoundError:
-        return []
-    return children + [d for c in children for d in _descendants(c)]
-
-
-def _kill_worker_and_horse(worker):
-    """SIGKILL like a crashed host: the worker and its work-horse (RQ puts the horse in its own session)."""
-    for pid in [worker.pid] + _descendants(worker.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 @pytest.mark.slow
 def test_sigkilled_rq_worker_resumes_with_identical_result(app, people):
     body = make_file(200_000)
@@ -181,8 +163,7 @@ def test_sigkilled_rq_worker_resumes_with_identical_result(app, people):
         done = db.session.execute(db.select(Upload.bytes_done).filter_by(id=victim.id)).scalar()
         db.session.rollback()  # never hold a read lock the worker waits for
         if done and done > len(body) // 10:
-            _kill_worker_and_horse(worker)
-            worker.wait()
+            kill_tree(worker)
             killed_at = done
             break
         if worker.poll() is not None:

@@ -5,7 +5,6 @@ METRICS_COLLECT_DIR); successive scrapes never go down; finished work-horses are
 directory does not grow per job."""
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from coresim.testing import sim_session, start_core
 from jobs import get_queue
 from services import core_probe, metrics
+from tests.processes import stop_tree
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.dirname(sys.executable)
@@ -63,13 +63,7 @@ def wait_http(url, proc, log_path, timeout=60):
 
 
 def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_tree(proc, timeout=30)
 
 
 def test_work_horse_series_reach_the_webs_metrics_and_scrapes_are_monotonic(app, core, tmp_path):

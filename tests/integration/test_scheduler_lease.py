@@ -12,6 +12,7 @@ import pytest
 from extensions import redis_connection
 from services import diagnostics, scheduler_lease
 from services.scheduler_lease import LEASE_KEY, SchedulerLease
+from tests.processes import kill_tree
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -98,9 +99,7 @@ def test_standby_takes_over_within_10_seconds_of_a_sigkill(app):
         assert holder_pid() is None
     finally:
         for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            kill_tree(proc)
         redis.delete("rq:queue:default")
 
 

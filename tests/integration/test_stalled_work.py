@@ -10,6 +10,7 @@ from rq import Queue, Retry, Worker
 from rq.cron import CronScheduler
 from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.utils import as_text, parse_composite_key
 
 from extensions import db, redis_connection
 from jobs.maintenance import recover_stalled_work
@@ -18,7 +19,8 @@ from models.campaigns import JobError
 from models.recipients import Upload
 from services import recipients
 from tests.factories import make_user, make_workspace
-from tests.integration.test_ingest_resume import _kill_worker_and_horse, _worker_env, make_file, new_upload
+from tests.integration.test_ingest_resume import _worker_env, make_file, new_upload
+from tests.processes import kill_tree, stop_tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RQ = os.path.join(os.path.dirname(sys.executable), "rq")
@@ -123,6 +125,20 @@ def test_a_dead_ingest_without_retries_left_fails_its_upload_clearly(app, people
     assert job.get_status() == JobStatus.FAILED
 
 
+def _registry_state(connection, job):
+    """What the recovery job saw, for a failure message: the uploads queue's running entries, their
+    executions and whether their workers are still registered."""
+    registry = Queue("uploads", connection=connection).started_job_registry
+    lines = [f"job {job.id}: {job.get_status()}; now {time.time():.0f}"]
+    for key, score in connection.zrange(registry.key, 0, -1, withscores=True):
+        job_id, execution_id = parse_composite_key(as_text(key))
+        execution = connection.hgetall(f"rq:execution:{job_id}:{execution_id}")
+        worker = (execution.get(b"worker_name") or b"").decode()
+        lines.append(f"  {as_text(key)} expires {score:.0f}; execution {execution}; "
+                     f"worker registered: {bool(connection.exists('rq:worker:' + worker))}")
+    return "\n".join(lines)
+
+
 def _cron_file(tmp_path):
     """An `rq cron` config with only the recovery job, at the interval jobs/cron.py declares, so the
     test's only trigger is that periodic job (no dispatch ticks in the way)."""
@@ -142,17 +158,14 @@ def _spawn(args, app, log_path):
 
 
 def _stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+    stop_tree(proc, timeout=20)
 
 
 @pytest.mark.slow
 def test_sigkilled_worker_mid_ingest_resumes_within_two_minutes_by_the_periodic_job_alone(app, people, tmp_path):
+    # An empty Redis database: a scheduler lock left by an earlier test's killed worker would keep
+    # the healthy worker's scheduler from moving the retry (a scheduled job) to the queue.
+    redis_connection().flushdb()
     app.config["UPLOAD_CHUNK_LINES"] = 2000
     body = make_file(400_000)
     victim = new_upload(people, body, "victim")
@@ -179,7 +192,7 @@ def test_sigkilled_worker_mid_ingest_resumes_within_two_minutes_by_the_periodic_
         while len(Worker.all(connection=connection)) < 2 or not CronScheduler.all(connection):
             assert time.time() < deadline and worker.poll() is None, (tmp_path / "victim.log").read_text()
             time.sleep(0.1)
-        _kill_worker_and_horse(worker)
+        kill_tree(worker)
         worker.wait()
         killed_at = time.time()
         db.session.expire_all()
@@ -197,7 +210,7 @@ def test_sigkilled_worker_mid_ingest_resumes_within_two_minutes_by_the_periodic_
                 break
             time.sleep(0.5)
         logs = "".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("*.log"))
-        assert finished_at is not None, logs
+        assert finished_at is not None, f"{_registry_state(connection, job)}\n{logs}"
         took = finished_at - killed_at
         print(f"ingest resumed and finished {took:.1f} s after the SIGKILL (recovery every {interval} s)")
         assert took <= 120, logs
@@ -210,7 +223,7 @@ def test_sigkilled_worker_mid_ingest_resumes_within_two_minutes_by_the_periodic_
         assert "[stalled-job]" in (tmp_path / "healthy.log").read_text(errors="replace")
     finally:
         if worker.poll() is None:
-            _kill_worker_and_horse(worker)
+            kill_tree(worker)
         for proc in helpers:
             _stop(proc)
 

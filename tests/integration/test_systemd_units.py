@@ -18,6 +18,7 @@ from rq.job import Job, JobStatus
 
 from extensions import redis_connection
 from jobs import get_queue
+from tests.processes import kill_tree
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 UNITS = sorted(glob.glob(os.path.join(ROOT, "deploy", "systemd", "*.service")))
@@ -100,9 +101,7 @@ def test_sigterm_to_the_main_process_lets_the_job_finish(app, tmp_path, whole_gr
             os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_tree(proc)
     status = Job.fetch(job.id, connection=redis_connection()).get_status(refresh=True)
     if whole_group:
         assert status != JobStatus.FINISHED  # the work-horse died with the job: why the units say mixed

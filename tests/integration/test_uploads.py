@@ -12,6 +12,7 @@ from extensions import db, redis_connection
 from models import Campaign
 from models.campaigns import JobError
 from models.recipients import Recipient, Upload
+from services import campaigns as campaign_rules
 from services import file_store, recipient_files, recipients, spread, stoplist, tokens
 from services.numbers import ctn_hash, mask_number
 from tests.factories import make_user, make_workspace
@@ -232,6 +233,26 @@ def test_a_build_failing_midway_removes_only_that_uploads_rows(app, world, monke
     campaign = db.session.get(Campaign, campaign.id)
     assert numbers_of(campaign) == ["491700000001"]
     assert (campaign.status, campaign.recipients_count, campaign.queued_count) == ("New", 1, 1)
+
+
+def test_a_campaign_cancelled_during_its_ingest_stays_cancelled_and_the_upload_stops(app, world, monkeypatch):
+    """A campaign cancelled while its list is ingested is not moved back to New by the build's end:
+    the upload stops with a message that says why, and its spool is removed."""
+    ws, author, campaign = world
+    monkeypatch.setitem(app.config, "UPLOAD_CHUNK_LINES", 10)
+    body = b"".join(b"4917%08d\n" % i for i in range(100, 150))
+    path, size = recipients.spool_stream(io.BytesIO(body), 10 ** 6)
+    upload = recipients.start_upload(campaign, spool_path=path, size=size, source="cli")
+    cancelled = []
+
+    def cancel_once(status):
+        if not cancelled:
+            cancelled.append(campaign_rules.apply(db.session.get(Campaign, campaign.id), "cancel", actor=author))
+
+    upload = recipients.ingest(upload.id, on_progress=cancel_once)
+    assert upload.state == "failed" and upload.error == "The campaign became Cancelled during the upload; ingest stopped."
+    assert db.session.get(Campaign, campaign.id).status == "Cancelled"
+    assert not file_store.exists(path)
 
 
 def test_wrong_encoding_fails_the_build(client, world):
