@@ -3,7 +3,7 @@
 Moderators, admins and super admins (`evidence.create`); another workspace's id is a 404, an expired
 pack a 410 page, one still being built a 409.
 """
-from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from blueprints.access import workspace_route
@@ -42,8 +42,7 @@ def show(pack_id):
 @workspace_route("evidence.create")
 def download(pack_id):
     pack = service.open_for_download(g.workspace, pack_id, g.membership, current_user)
-    return send_file(pack.path, mimetype=service.MIME, as_attachment=True,
-                     download_name=service.download_name(pack), conditional=True, max_age=0)
+    return service.send(pack)
 
 
 @bp.errorhandler(exports.ExportExpired)

@@ -13,23 +13,20 @@ TTL (EXPORT_TTL_HOURS), masking and 404/410 rules; requests, completions and dow
 import bisect
 import contextlib
 import hashlib
+import io
 import json
-import os
 import uuid
 import zipfile
 from datetime import UTC
-from typing import cast
 
-from flask import current_app
 from sqlalchemy import func, select, update
-from sqlalchemy.engine import CursorResult
 
 import audit
-from extensions import db
+from extensions import affected_rows, db
 from models import Campaign, CampaignContributor, Recipient, Upload, User, utcnow
 from models.audit_seals import AuditSeal
 from models.evidence import EvidencePack
-from services import approval, audit_seals, exports, permissions
+from services import approval, audit_seals, exports, file_store, permissions
 from services import campaigns as lifecycle
 from services.campaign_drafts import steps as draft_steps
 from services.errors import NotFound
@@ -96,7 +93,7 @@ def open_for_download(workspace, pack_id, membership, user):
                                      else "This evidence pack failed; build a new one from the campaign.")
     if pack.unmasked and not exports.may_view_full(membership, user):
         raise exports.FullNumbersRefused("This evidence pack contains full numbers, which your role may not see.")
-    if not os.path.isfile(pack.path):
+    if not file_store.exists(pack.path):
         raise exports.ExportExpired("The file of this evidence pack is no longer on the server. Build a new one.")
     audit.record("evidence.downloaded", workspace_id=workspace.id, object_type="evidence_pack", object_id=pack.id,
                  after={"campaign_id": pack.campaign_id, "sha256": pack.sha256, "unmasked": pack.unmasked})
@@ -118,24 +115,31 @@ def _iso(value):
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
 
 
-# --- the file (one place: switch it to the file store here) ------------------------------------
+# --- the file ----------------------------------------------------------------------------------
 
-def pack_dir():
-    path = os.path.join(current_app.config["MC_DATA_DIR"], "evidence")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-def _open_pack_file(path):
-    """Where a pack's bytes are written: a private file (`.part` until complete). The one function to
-    switch when packs move to the shared file store."""
-    return open(path, "wb")
+def send(pack):
+    """The download response, from whichever file store holds the pack (any host may serve it)."""
+    return file_store.send(pack.path, MIME, download_name(pack))
 
 
-def _remove_files(path):
-    for name in filter(None, (path, path and path + ".part")):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(name)
+class _Digesting:
+    """Write-through SHA-256 and size of the ZIP's bytes: the pack is hashed as it is written, never
+    read back (a 10M-recipient pack in the database store would be read twice otherwise)."""
+
+    def __init__(self, target: io.BufferedWriter) -> None:
+        self.target, self.sha, self.size = target, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        written = self.target.write(data)
+        self.sha.update(memoryview(data)[:written])
+        self.size += written
+        return written
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def close(self) -> None:
+        """The store's writer is finished by file_store.create, not by the ZIP."""
 
 
 # --- the build (called by the job) ------------------------------------------------------------
@@ -314,17 +318,18 @@ def _write_recipients(pack, campaign_id, unmasked, on_rows):
 
 
 def build(pack_id, on_progress=None):
-    """Write the pack. Idempotent: a re-run (after a crash) rewrites the same file from the start."""
+    """Write the pack into the file store. Idempotent: a re-run (after a crash) writes a new file from
+    the start (the killed run's incomplete file is never visible; `file_store.sweep_incomplete`
+    removes it)."""
     pack = db.session.get(EvidencePack, pack_id)
     if pack is None or pack.state in ("done", "expired"):
         return pack
     campaign = db.session.get(Campaign, pack.campaign_id)
     if campaign is None:  # deleted meanwhile: its packs went with it (ON DELETE CASCADE)
         return pack
-    final = pack.path or os.path.join(pack_dir(), f"{uuid.uuid4().hex}.zip")
-    part = final + ".part"
+    file_store.delete(pack.path)  # a complete file of an earlier run that did not get marked done
     db.session.execute(update(EvidencePack).where(EvidencePack.id == pack_id)
-                       .values(state="running", recipients=0, error=None, path=final)
+                       .values(state="running", recipients=0, error=None, path=None)
                        .execution_options(synchronize_session=False))
     db.session.commit()
     unmasked, expected = pack.unmasked, campaign.recipients_count
@@ -338,33 +343,33 @@ def build(pack_id, on_progress=None):
             on_progress({"rows": rows, "expected": expected,
                          "percent": round(100 * rows / expected, 1) if expected else None})
 
-    with _open_pack_file(part) as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED,
-                                                      compresslevel=6) as zf:
-        pack_zip = _Pack(zf)
-        pack_zip.json("campaign.json", campaign_document(campaign))
-        pack_zip.json("uploads.json", uploads_document(campaign))
-        pack_zip.json("delivery.json", delivery_document(campaign))
-        people, seal_ids = _write_audit(pack_zip, campaign)
-        pack_zip.json("people.json", {"contributors": contributors_document(campaign), "actions": people})
-        pack_zip.json("seals.json", _seals_document(seal_ids))
-        written = _write_recipients(pack_zip, campaign.id, unmasked, progress)
-        manifest = {"format": FORMAT, "campaign_id": campaign.id, "workspace": campaign.workspace.slug,
-                    "pack_id": pack.id, "generated_at": _iso(utcnow()), "requested_by": requester,
-                    "numbers": "full" if unmasked else "masked", "recipients": written,
-                    "files": list(pack_zip.files)}
-        pack_zip.json("manifest.json", manifest)
-        with pack_zip.member("SHA256SUMS") as out:  # `sha256sum -c SHA256SUMS` after unzipping
-            out.write("".join(f"{f['sha256']}  {f['name']}\n" for f in pack_zip.files))
-    digest, size = _file_sha256(part)
-    os.replace(part, final)
-    done = cast(CursorResult, db.session.execute(
+    with file_store.create("evidence", "zip") as out, out.binary() as fh:
+        digesting = _Digesting(fh)
+        with zipfile.ZipFile(digesting, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            pack_zip = _Pack(zf)
+            pack_zip.json("campaign.json", campaign_document(campaign))
+            pack_zip.json("uploads.json", uploads_document(campaign))
+            pack_zip.json("delivery.json", delivery_document(campaign))
+            people, seal_ids = _write_audit(pack_zip, campaign)
+            pack_zip.json("people.json", {"contributors": contributors_document(campaign), "actions": people})
+            pack_zip.json("seals.json", _seals_document(seal_ids))
+            written = _write_recipients(pack_zip, campaign.id, unmasked, progress)
+            manifest = {"format": FORMAT, "campaign_id": campaign.id, "workspace": campaign.workspace.slug,
+                        "pack_id": pack.id, "generated_at": _iso(utcnow()), "requested_by": requester,
+                        "numbers": "full" if unmasked else "masked", "recipients": written,
+                        "files": list(pack_zip.files)}
+            pack_zip.json("manifest.json", manifest)
+            with pack_zip.member("SHA256SUMS") as member:  # `sha256sum -c SHA256SUMS` after unzipping
+                member.write("".join(f"{f['sha256']}  {f['name']}\n" for f in pack_zip.files))
+    final, digest, size = out.ref, digesting.sha.hexdigest(), digesting.size
+    done = affected_rows(db.session.execute(
         update(EvidencePack).where(EvidencePack.id == pack_id, EvidencePack.state == "running")
         .values(state="done", recipients=written, path=final, sha256=digest, size=size, finished_at=utcnow())
-        .execution_options(synchronize_session=False))).rowcount
+        .execution_options(synchronize_session=False)))
     db.session.commit()
     db.session.refresh(pack)
     if not done:  # expired (or removed) while it was being built: leave no file behind
-        _remove_files(final)
+        file_store.delete(final)
         return pack
     audit.record("evidence.completed", workspace_id=pack.workspace_id, object_type="evidence_pack",
                  object_id=pack.id, after={"campaign_id": pack.campaign_id, "sha256": digest, "bytes": size,
@@ -374,21 +379,12 @@ def build(pack_id, on_progress=None):
     return pack
 
 
-def _file_sha256(path):
-    sha, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-            size += len(block)
-    return sha.hexdigest(), size
-
-
 def mark_failed(pack_id, message):
     """The job gave up (no retry left): the row says why and the partial file goes."""
     pack = db.session.get(EvidencePack, pack_id)
     if pack is None:
         return
-    _remove_files(pack.path)
+    file_store.delete(pack.path)
     db.session.execute(update(EvidencePack).where(EvidencePack.id == pack_id,
                                                   EvidencePack.state.in_(("queued", "running")))
                        .values(state="failed", error=message[:300], finished_at=utcnow(), path=None)
@@ -398,15 +394,5 @@ def mark_failed(pack_id, message):
 
 def expire(now=None):
     """Remove the files of packs past their expiry; rows stay as `expired` (the link says so)."""
-    now = now or utcnow()
-    removed = 0
-    for pack in list(db.session.scalars(select(EvidencePack).where(EvidencePack.expires_at <= now,
-                                                                   EvidencePack.state != "expired"))):
-        _remove_files(pack.path)
-        pack.state, pack.path = "expired", None
-        removed += 1
-        audit.record("evidence.expired", workspace_id=pack.workspace_id, object_type="evidence_pack",
-                     object_id=pack.id, after={"campaign_id": pack.campaign_id}, actor_role="job")
-    db.session.commit()
-    return removed
-
+    return exports.expire_files(EvidencePack, "evidence.expired", "evidence_pack",
+                                lambda pack: {"campaign_id": pack.campaign_id}, now)

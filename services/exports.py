@@ -15,7 +15,7 @@ import uuid
 from datetime import timedelta
 from typing import Any, cast
 
-from flask import current_app, send_file
+from flask import current_app
 from sqlalchemy import select, update
 
 import audit
@@ -159,15 +159,7 @@ def open_for_download(workspace, export_id, membership, user):
 
 
 def file_response(export):
-    """The download response: the file streamed from whichever file store holds it (this host's
-    disk, or the database when a worker on another host built it), with its length."""
-    fh = file_store.open_file(export.path)
-    size = fh.seek(0, 2)
-    fh.seek(0)
-    response = send_file(fh, mimetype=MIME[export.format], as_attachment=True, download_name=download_name(export),
-                         conditional=False, etag=False, max_age=0)
-    response.content_length = size
-    return response
+    return file_store.send(export.path, MIME[export.format], download_name(export))
 
 
 def status(export, progress=None):
@@ -302,7 +294,7 @@ def build(export_id, on_progress=None):
     db.session.commit()
     db.session.refresh(export)
     if not done:  # expired (or removed) while it was being built: leave no file behind
-        _remove_files(final)
+        file_store.delete(final)
         return export
     creator = db.session.get(User, export.created_by_id) if export.created_by_id else None
     audit.record("export.completed", workspace_id=export.workspace_id, object_type="export", object_id=export.id,
@@ -321,16 +313,12 @@ def _progress(export_id, written, expected, on_progress):
                      "percent": round(100 * written / expected, 1) if expected else None})
 
 
-def _remove_files(ref):
-    file_store.delete(ref)
-
-
 def mark_failed(export_id, message):
     """The job gave up (no retry left): the row says why and the partial file goes."""
     export = db.session.get(Export, export_id)
     if export is None:
         return
-    _remove_files(export.path)
+    file_store.delete(export.path)
     db.session.execute(update(Export).where(Export.id == export_id, Export.state.in_(("queued", "running")))
                        .values(state="failed", error=message[:300], finished_at=utcnow(), path=None)
                        .execution_options(synchronize_session=False))
@@ -341,15 +329,20 @@ def mark_failed(export_id, message):
 
 def expire(now=None):
     """Remove the files of exports past their expiry; rows stay as `expired` (the link says so)."""
+    return expire_files(Export, "export.expired", "export",
+                        lambda export: {"rows": export.rows, "unmasked": export.unmasked}, now)
+
+
+def expire_files(model, action, object_type, details, now=None):
+    """Expiry of stored files (exports, evidence packs): each `model` row past its `expires_at` loses
+    its file, becomes `expired` and is audited as `action` with `details(row)`."""
     now = now or utcnow()
     removed = 0
-    for export in list(db.session.scalars(select(Export).where(Export.expires_at <= now,
-                                                               Export.state != "expired"))):
-        _remove_files(export.path)
-        export.state, export.path = "expired", None
+    for row in list(db.session.scalars(select(model).where(model.expires_at <= now, model.state != "expired"))):
+        file_store.delete(row.path)
+        row.state, row.path = "expired", None
         removed += 1
-        audit.record("export.expired", workspace_id=export.workspace_id, object_type="export",
-                     object_id=export.id, after={"rows": export.rows, "unmasked": export.unmasked},
-                     actor_role="job")
+        audit.record(action, workspace_id=row.workspace_id, object_type=object_type,
+                     object_id=row.id, after=details(row), actor_role="job")
     db.session.commit()
     return removed

@@ -23,7 +23,7 @@ import os
 import uuid
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, send_file
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,7 +36,7 @@ from services.errors import DomainError
 log = logging.getLogger("mc.files")
 
 DB_PREFIX = "db:"
-LOCAL_DIRS = {"spool": "spool", "export": "exports"}
+LOCAL_DIRS = {"spool": "spool", "export": "exports", "evidence": "evidence"}
 
 
 class FileStoreFailed(DomainError):
@@ -326,13 +326,23 @@ class _ChunkReader(io.RawIOBase):
 
 
 class _Writer:
-    """What `create()` yields: `write(bytes)`, `text()` for a buffered UTF-8 text layer, and `ref`."""
+    """What `create()` yields: `write(bytes)`, `binary()` / `text()` for a buffered binary / UTF-8
+    text layer, and `ref`."""
 
     def __init__(self, raw, ref):
         self.raw, self.ref = raw, ref
 
     def write(self, data):
         return self.raw.write(data)
+
+    @contextlib.contextmanager
+    def binary(self, buffering=1 << 20):
+        buffered = io.BufferedWriter(self.raw, buffer_size=buffering)
+        try:
+            yield buffered
+        finally:
+            buffered.flush()
+            buffered.detach()   # keep the raw writer open: create() finishes it
 
     @contextlib.contextmanager
     def text(self, buffering=1 << 20):
@@ -364,7 +374,7 @@ def holding(ref):
 
 
 def create(kind, suffix):
-    """Context manager: a new file of `kind` ("spool" | "export"); yields a writer with `.ref`."""
+    """Context manager: a new file of `kind` ("spool" | "export" | "evidence"); yields a writer with `.ref`."""
     return current().create(kind, suffix)
 
 
@@ -381,6 +391,18 @@ def delete(ref):
     """Remove a file (no-op when it is already gone or `ref` is empty)."""
     if ref:
         holding(ref).delete(ref)
+
+
+def send(ref, mimetype, download_name):
+    """A download response: the file streamed from whichever store holds it (this host's disk, or
+    the database when a worker on another host wrote it), with its length. StoredFileMissing when gone."""
+    fh = open_file(ref)
+    size = fh.seek(0, io.SEEK_END)
+    fh.seek(0)
+    response = send_file(fh, mimetype=mimetype, as_attachment=True, download_name=download_name,
+                         conditional=False, etag=False, max_age=0)
+    response.content_length = size
+    return response
 
 
 def sweep_incomplete(older_than=timedelta(hours=6)):

@@ -5,7 +5,7 @@
 `GET /api/v1/evidence/<id>/download` → the ZIP (410 `export_expired` after expiry).
 Moderators, admins and super admins only (`evidence.create`).
 """
-from flask import g, send_file, url_for
+from flask import g, url_for
 
 from blueprints.api import api_route, bp
 from blueprints.api.contract import doc, respond, use_body
@@ -53,5 +53,4 @@ def get_evidence(pack_id):
                                                                                        "format": "binary"}}}}})
 def download_evidence(pack_id):
     pack = service.open_for_download(g.workspace, pack_id, g.membership, g.api_user)
-    return send_file(pack.path, mimetype=service.MIME, as_attachment=True,
-                     download_name=service.download_name(pack), conditional=True, max_age=0)
+    return service.send(pack)

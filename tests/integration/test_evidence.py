@@ -19,7 +19,7 @@ from jobs import get_queue
 from jobs.evidence import expire_evidence_packs
 from models import Recipient, Upload, utcnow
 from models.evidence import EvidencePack
-from services import audit_seals, evidence, tokens
+from services import audit_seals, evidence, file_store, tokens
 from tests.campaign_factories import bind_approval, make_campaign, make_sender
 from tests.factories import make_user, make_workspace
 
@@ -94,6 +94,15 @@ def check_manifest(files):
         digest, name = line.split("  ", 1)
         assert hashlib.sha256(files[name]).hexdigest() == digest, f"{name}: FAILED"
     return manifest
+
+
+def stored_files(app):
+    """Complete and incomplete files of either file store (evidence directory, database rows)."""
+    from models.files import StoredFile
+
+    path = os.path.join(app.config["MC_DATA_DIR"], "evidence")
+    local = os.listdir(path) if os.path.isdir(path) else []
+    return len(local) + db.session.scalar(db.select(db.func.count(StoredFile.id)))
 
 
 def _api_pack(client, world, email):
@@ -246,17 +255,18 @@ def test_expired_pack_is_removed_and_answers_410(client, world):
     doc, _ = _api_pack(client, world, "mod@acme.test")
     pack = db.session.get(EvidencePack, doc["id"])
     path = pack.path
-    assert os.path.isfile(path) and path.startswith(os.path.join(client.application.config["MC_DATA_DIR"], "evidence"))
+    assert file_store.exists(path)
     db.session.execute(update(EvidencePack).values(expires_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
     expire_evidence_packs()
-    assert not os.path.exists(path)
+    assert not file_store.exists(path)
     response = client.get(doc["download_url"], headers=world["h"]["mod@acme.test"])
     assert response.status_code == 410 and response.get_json()["error"]["code"] == "export_expired"
     assert client.get(doc["status_url"], headers=world["h"]["mod@acme.test"]).get_json()["state"] == "expired"
 
 
-def test_rerun_after_a_crash_rewrites_the_same_pack(client, world, monkeypatch):
+def test_rerun_after_a_crash_rewrites_the_same_pack(app, client, world, monkeypatch):
+    before = stored_files(app)
     pack = evidence.request_pack(world["ws"], world["campaign"].id, world["viewer"].membership_in(world["ws"].id),
                                  world["viewer"])
     calls = {"n": 0}
@@ -272,11 +282,12 @@ def test_rerun_after_a_crash_rewrites_the_same_pack(client, world, monkeypatch):
     with pytest.raises(RuntimeError):
         evidence.build(pack.id)
     db.session.refresh(pack)
-    assert pack.state == "running" and os.path.exists(pack.path + ".part")
+    assert pack.state == "running" and pack.path is None   # the half-written file is never visible
+    assert stored_files(app) == before
     evidence.build(pack.id)  # what RQ's retry does
     db.session.refresh(pack)
-    assert pack.state == "done" and not os.path.exists(pack.path + ".part")
-    with open(pack.path, "rb") as fh:
+    assert pack.state == "done" and stored_files(app) == before + 1
+    with file_store.open_file(pack.path) as fh:
         data = fh.read()
     assert hashlib.sha256(data).hexdigest() == pack.sha256
     check_manifest(_unzip(data))
@@ -295,3 +306,22 @@ def test_unreachable_audit_store_fails_the_pack_instead_of_leaving_events_out(ap
     evidence.mark_failed(pack.id, "Evidence pack stopped after retries")
     db.session.refresh(pack)
     assert pack.state == "failed" and pack.path is None
+
+
+def test_a_pack_built_on_a_worker_host_downloads_from_a_web_host_without_a_shared_disk(app, client, world, tmp_path,
+                                                                                       monkeypatch):
+    """FILE_STORE=database: the worker writes the ZIP into the main database, so a web host whose
+    data directory is empty (another machine) serves it, hash and manifest intact."""
+    monkeypatch.setitem(app.config, "FILE_STORE", "database")
+    created = client.post(f"/api/v1/campaigns/{world['campaign'].id}/evidence", headers=world["h"]["mod@acme.test"])
+    run_jobs()   # the "worker host"
+    pack = db.session.get(EvidencePack, created.get_json()["id"])
+    assert pack.state == "done" and pack.path.startswith("db:")
+    monkeypatch.setitem(app.config, "MC_DATA_DIR", str(tmp_path / "web-host"))   # the "web host": an empty disk
+    download = client.get(f"/api/v1/evidence/{pack.id}/download", headers=world["h"]["mod@acme.test"])
+    assert download.status_code == 200 and int(download.headers["Content-Length"]) == pack.size
+    data = download.get_data()
+    download.close()
+    assert hashlib.sha256(data).hexdigest() == pack.sha256
+    check_manifest(_unzip(data))
+    assert not os.path.exists(tmp_path / "web-host" / "evidence")
