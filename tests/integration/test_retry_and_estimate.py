@@ -254,3 +254,12 @@ def test_the_moderation_row_shows_the_estimate(client, ws, author, sender):
     html = client.get("/w/acme/moderation").get_data(as_text=True)
     assert f'id="campaign-{make_make.id}"' in html
     assert re.search(r"4 SMS parts billed · (about|under)", html)
+
+
+def test_the_moderation_api_carries_the_estimate(client, ws, author, sender):
+    campaign = make_campaign(ws, author, sender=sender, status="Pending", recipients=4, message_text="Hello")
+    moderator = make_user("mod@example.com", workspace=ws, role="moderator")
+    items = client.get("/api/v1/moderation?kind=campaign", headers=bearer(moderator, ws)).get_json()["items"]
+    [item] = [i for i in items if i["id"] == campaign.id]
+    assert item["estimate"]["parts"] == 4 and item["estimate"]["duration_seconds"] is not None
+    assert re.search(r"^(about|under)", item["estimate"]["words"])

@@ -1,5 +1,6 @@
 """Schemas of the moderation API: the queue and the decisions."""
 from blueprints.api.schemas import Body, Out, Query, Text, fields, validate
+from blueprints.api.schemas.campaigns import Estimate
 from services.moderation import KINDS
 
 NOTE_MAX = 500
@@ -12,6 +13,12 @@ class ModerationQuery(Query):
 
 class RejectBody(Body):
     note = Text(NOTE_MAX, required=True, metadata={"code": "note_required", "description": "Why, for the author"})
+
+
+class ModerationEstimate(Estimate):
+    """The pre-flight estimate the moderator decides on; times in UTC"""
+
+    words = fields.String(required=True, metadata={"description": "duration and finish in words (workspace time zone)"})
 
 
 class ModerationItem(Out):
@@ -50,6 +57,7 @@ class ModerationItem(Out):
     sending_window = fields.String(allow_none=True)
     ignore_daily_window = fields.Boolean()
     daily_limit = fields.Integer(allow_none=True)
+    estimate = fields.Nested(ModerationEstimate, metadata={"description": "campaigns: parts billed, duration, finish"})
     submission = fields.String(allow_none=True, metadata={
         "description": "which submission this is (a resubmission after a rejection is another)"})
     # sender revisions
