@@ -166,10 +166,9 @@ def verify_for_dispatch(campaign_id):
     """The dispatch entry's gate (jobs/dispatch.py), once per job run: True when the campaign may
     be dispatched; False when it was refused (it is Failed now, with a Job error; nothing is sent).
     Campaigns that are not approved are left to dispatch's own rules (they never get an allowance)."""
-    campaign = db.session.get(Campaign, campaign_id)
+    campaign = db.session.get(Campaign, campaign_id, populate_existing=True)   # as stored now, in one query
     if campaign is None or campaign.moderation != M.APPROVED:
         return True
-    db.session.refresh(campaign)
     if campaign.approval_fingerprint == LEGACY:
         _record_legacy(campaign)
         return True

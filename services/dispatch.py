@@ -151,18 +151,24 @@ def _lock_campaign(campaign_id: int | None) -> None:
 
 def claim_batch(campaign_id: int, now: datetime | None = None) -> int | None:
     """Claim up to one batch of queued recipients for this campaign; returns the batch id or None."""
+    return claim_next(campaign_id, now)[0]
+
+
+def claim_next(campaign_id: int, now: datetime | None = None) -> tuple[int | None, bool]:
+    """claim_batch, and whether the claim drained the queue: it found fewer eligible recipients than
+    the allowance let it take, so another claim in the same run would find none (a Trigger push
+    committed after it queues its own lane turn)."""
     now = now or utcnow()
     postgres = db.engine.dialect.name == "postgresql"
     lock = " FOR UPDATE" if postgres else ""
     # Serialise claims per campaign so the daily limit cannot be overshot by parallel workers.
     row = db.session.execute(text(f"SELECT id FROM campaigns WHERE id = :c{lock}"), {"c": campaign_id}).first()
-    campaign = db.session.get_one(Campaign, campaign_id)
-    db.session.refresh(campaign)
+    campaign = db.session.get_one(Campaign, campaign_id, populate_existing=True)   # as stored now, one query
     size = allowance(campaign, now) if row else 0
     size = quotas.cap_claim(campaign, size, now)  # the workspace's daily quota (locks the workspace row)
     if size <= 0:
         db.session.rollback()
-        return None
+        return None, False
     key = uuid.uuid4().hex
     batch = DispatchBatch(campaign_id=campaign_id, idempotency_key=key, size=0, state="claimed",
                           created_at=now, next_attempt_at=now + lease())
@@ -183,12 +189,12 @@ def claim_batch(campaign_id: int, now: datetime | None = None) -> int | None:
         f"ORDER BY id LIMIT :n{skip})").bindparams(bindparam("now", type_=UTCDateTime())), params))
     if not claimed:
         db.session.rollback()
-        return None
+        return None, True
     batch.size = claimed
     db.session.execute(_upsert(DailySent, {"campaign_id": campaign_id,
                                            "day": local_now(campaign.workspace, now).date()}, {"sent": claimed}))
     db.session.commit()
-    return int(batch.id)
+    return int(batch.id), claimed < size
 
 
 def take_lease(batch_id: int, now: datetime | None = None) -> bool:
@@ -366,8 +372,7 @@ def _recovered(state: DispatchState) -> None:
 
 def system_pause(campaign_id: int | None, reason: str) -> bool:
     """The system pauses a Sending campaign with a reason the operator reads; Resume continues."""
-    campaign = db.session.get_one(Campaign, campaign_id)
-    db.session.refresh(campaign)
+    campaign = db.session.get_one(Campaign, campaign_id, populate_existing=True)   # as stored now, one query
     if campaign.status != S.SENDING:
         return False
     try:
@@ -578,20 +583,21 @@ def dispatch_campaign(campaign_id: int, time_budget: float | None = None, now: d
         if take_lease(batch_id) and submit_batch(batch_id) != "submitted":
             return submitted  # the Core is struggling: leave the rest for the next tick
     while utcnow() < deadline and not held_back(campaign_id):
-        claimed = claim_batch(campaign_id, now)
+        claimed, drained = claim_next(campaign_id, now)
         if claimed is None:
             break
         outcome = submit_batch(claimed)
         if outcome != "submitted":
             break  # back-off, outage or refusal: the campaign's state says when to try again
         submitted += 1
+        if drained:
+            break  # nothing eligible was left behind this batch: a further claim would find nothing
     finish_if_complete(campaign_id)
     return submitted
 
 
 def finish_if_complete(campaign_id: int) -> bool:
-    campaign = db.session.get_one(Campaign, campaign_id)
-    db.session.refresh(campaign)
+    campaign = db.session.get_one(Campaign, campaign_id, populate_existing=True)   # as stored now, one query
     if campaign.status != S.SENDING or campaign.mode == Mode.TRIGGER:
         return False
     open_batches = db.session.scalar(select(func.count(DispatchBatch.id)).where(

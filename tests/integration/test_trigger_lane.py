@@ -215,3 +215,34 @@ def test_a_lane_job_for_a_deleted_campaign_does_nothing(sim, otp):
     db.session.commit()
     assert dispatch_trigger(campaign.id) == 0
     assert trigger_lane.schedule(campaign.id + 1000)  # its turn was taken: nothing stays pending
+
+
+def test_a_turn_that_drains_the_queue_claims_once_and_a_full_batch_claims_again(app, sim, otp, monkeypatch):
+    """The lane's cost per OTP: a turn whose claim found fewer numbers than it could take stops there
+    (an empty second claim would cost a round of locks and statements per push); a full batch is
+    followed by another claim, so a long list still drains in one turn."""
+    from sqlalchemy import event
+
+    from services import dispatch
+
+    campaign, _ = otp
+    monkeypatch.setitem(app.config, "DISPATCH_BATCH_SIZE", 2)
+    claims = []
+
+    def count_claims(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO dispatch_batches"):
+            claims.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count_claims)
+    try:
+        add_recipients(campaign, ["491700000001"])
+        assert dispatch.dispatch_campaign(campaign.id) == 1
+        assert len(claims) == 1
+        claims.clear()
+        add_recipients(campaign, ["491700000002", "491700000003", "491700000004", "491700000005"])
+        assert dispatch.dispatch_campaign(campaign.id) == 2
+        assert len(claims) == 3   # two full batches, then one claim that finds nothing
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count_claims)
+    db.session.expire_all()
+    assert db.session.get(Campaign, campaign.id).sent_count == 5
