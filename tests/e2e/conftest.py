@@ -7,7 +7,9 @@ afterwards), exactly what production runs:
 - `flask db upgrade`, `flask certs dev`, `flask users create-superadmin`;
 - the reference Core: `python -m coresim --port P --latency 0.3 --failure-ratio 0`;
 - the web process: `gunicorn --config deploy/gunicorn.conf.py wsgi:app` on a free PORT;
-- `rq worker --with-scheduler … uploads dispatch exports default` and `rq cron … jobs/cron.py`.
+- the Procfile's workers (`rq worker -w jobs.worker.AppWorker --with-scheduler …`, twice, and the
+  Trigger lane's `rq worker -w jobs.worker.TriggerWorker trigger`) and its leased scheduler
+  (`python -m jobs.scheduler jobs/cron.py`).
 
 Redis is the one of REDIS_URL (./test.sh sets it), on a database number of its own (5–15, the
 first empty one, claimed with a key) so the RQ queues never meet those of the other tests or of a
@@ -155,14 +157,18 @@ class Stack:
         self.spawn("coresim", [sys.executable, "-m", "coresim", "--port", str(core_port), "--latency", "0.3",
                                "--failure-ratio", "0"])
         self.spawn("web", [os.path.join(BIN, "gunicorn"), "--config", "deploy/gunicorn.conf.py", "wsgi:app"])
-        self.spawn("worker", [os.path.join(BIN, "rq"), "worker", "--with-scheduler", "--url", redis_url, "--path", ".",
+        # The Procfile's processes (bulk worker, Trigger-lane worker, leased scheduler), with the settings
+        # module the Procfile gives RQ's CLI (it reads REDIS_URL like the app does).
+        rq_worker = [os.path.join(BIN, "rq"), "worker", "-c", "jobs.rq_settings", "--maintenance-interval", "30",
+                     "--path", "."]
+        self.spawn("worker", [*rq_worker, "-w", "jobs.worker.AppWorker", "--with-scheduler",
                               "uploads", "dispatch", "exports", "default"])
-        # A second worker that takes the other queues first. With one worker the periodic dispatch jobs
-        # (two every 2 s, each ~1.5 s because every forked job builds the app) keep `dispatch` non-empty, and
-        # RQ serves queues in order, so `exports` and `default` starve (reported; see the e2e report).
-        self.spawn("worker-2", [os.path.join(BIN, "rq"), "worker", "--with-scheduler", "--url", redis_url, "--path",
-                                ".", "exports", "uploads", "default", "dispatch"])
-        self.spawn("cron", [os.path.join(BIN, "rq"), "cron", "--url", redis_url, "--path", ".", "jobs/cron.py"])
+        # A second bulk worker that takes the other queues first. With one worker the periodic dispatch
+        # jobs keep `dispatch` non-empty, and RQ serves queues in order, so `exports` and `default` starve.
+        self.spawn("worker-2", [*rq_worker, "-w", "jobs.worker.AppWorker", "--with-scheduler",
+                                "exports", "uploads", "default", "dispatch"])
+        self.spawn("worker-trigger", [*rq_worker, "-w", "jobs.worker.TriggerWorker", "trigger"])
+        self.spawn("cron", [sys.executable, "-m", "jobs.scheduler", "--logging-level", "warning", "jobs/cron.py"])
         self.wait_ready()
 
     def wait_ready(self, timeout=60):
