@@ -274,28 +274,6 @@ def bulk_round(world, base_url, token, path, rows, recipients, prefix, data_dir)
     return Handle
 
 
-def clear_round(world, prefix):
-    """Remove a finished round's bulk campaigns and their recipients (and vacuum on PostgreSQL), so the
-    next round starts on tables of the same size: comparing a round on 11M rows with one on 22M would
-    measure the index growth, not the OTPs."""
-    from sqlalchemy import text
-
-    from extensions import db
-    from models import Campaign
-
-    ids = list(db.session.scalars(db.select(Campaign.id).where(Campaign.workspace_id == world["ws"],
-                                                               Campaign.name.like(f"% {prefix}"))))
-    for campaign_id in ids:
-        while db.session.execute(text("DELETE FROM recipients WHERE id IN (SELECT id FROM recipients "
-                                      "WHERE campaign_id = :c LIMIT 500000)"), {"c": campaign_id}).rowcount:
-            db.session.commit()
-        db.session.execute(db.delete(Campaign).where(Campaign.id == campaign_id))
-        db.session.commit()
-    if db.engine.dialect.name == "postgresql":
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE recipients"))
-
-
 def empty_queues(url):
     """Jobs and lane keys left in a shared REDIS_URL by an earlier run name campaigns of another
     database: drop them so this run's workers see only its own work."""
@@ -409,9 +387,6 @@ def main():
                       flush=True)
                 baseline = bulk_round(world, base_url, uploader, path, args.ingest_rows,
                                       args.dispatch_recipients, "4917", data_dir).wait()
-                t = time.perf_counter()
-                clear_round(world, "4917")
-                print(f"  cleared the round's campaigns in {time.perf_counter() - t:.0f} s", flush=True)
 
             # 3. loaded: the same bulk work with the OTP pushes running throughout
             print("loaded: the same bulk work with OTP pushes throughout", flush=True)
